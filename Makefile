@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make test` and `make serve` (see README.md).
+# Everything else is a convenience for developers.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint format serve bench venv clean
+
+# The environment: a local venv with the project and its test tools (pinned in pyproject.toml).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# The whole suite: lint, then every test (tests needing ../shared/data skip without it, but fail in CI).
+test: lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check gader service tests bench
+	$(BIN)/ruff format --check gader service tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix gader service tests bench
+	$(BIN)/ruff format gader service tests bench
+
+# The main job. The service arrives with its issue; until then this shows what the CLI offers.
+serve: $(STAMP)
+	$(BIN)/gader --help
+
+# Benchmarks write their results into docs/BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_pretreatment
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,5 @@
+"""``python -m gader`` is the ``gader`` command."""
+
+from gader.cli import main
+
+main()

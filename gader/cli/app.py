@@ -1,0 +1,48 @@
+"""Root of the ``gader`` command: sub-command registration and the one place errors become messages.
+
+Every error a user can cause ends as one line on stderr and a non-zero exit status, never a traceback:
+``GaderError`` (bad input) exits 1, a usage error (unknown option, bad choice) exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import Abort, TyperException
+
+from gader.cli import data_commands, eval_commands
+from gader.errors import GaderError
+
+app = typer.Typer(
+    name="gader",
+    help="GADER gait detection and recognition: data, evaluation, models and the matching service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_commands.app, name="data")
+eval_commands.register(app)
+
+
+def _fail(message: str, status: int) -> None:
+    print(f"gader: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=argv, prog_name="gader", standalone_mode=False)
+    except Abort:
+        _fail("aborted", 130)
+    except TyperException as exc:  # usage errors: unknown option, bad choice, missing argument
+        message = exc.format_message().replace("\n", " ").strip()
+        if not message:  # no arguments at all: typer has printed the help already
+            sys.exit(exc.exit_code)
+        _fail(message, exc.exit_code)
+    except GaderError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    sys.exit(status if isinstance(status, int) else 0)

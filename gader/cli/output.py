@@ -1,0 +1,33 @@
+"""Shared CLI output: JSON on stdout (machine), rich tables on stdout (human), progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def jsonable(value: Any) -> Any:
+    """numpy scalars/arrays to Python, NaN/inf to None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(jsonable(value), indent=2) + "\n")

@@ -1,0 +1,108 @@
+"""Safe ``.npz`` access: never unpickles, reads array headers without the data, names the problem.
+
+Used for the project's own files and, later, for files clients upload; both go through here so that the
+rules (no object arrays, clear errors on corrupt archives) are written once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from gader.errors import DataFormatError, MissingArrayError
+
+Source = str | Path | bytes | IO[bytes]
+
+
+def _open_zip(source: Source, label: str) -> zipfile.ZipFile:
+    try:
+        if isinstance(source, bytes):
+            return zipfile.ZipFile(io.BytesIO(source))
+        return zipfile.ZipFile(source)
+    except FileNotFoundError:
+        raise DataFormatError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"{label}: is a directory, not an .npz file") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataFormatError(f"{label}: not a valid .npz archive ({exc})") from None
+
+
+class NpzArchive(Mapping[str, np.ndarray]):
+    """Lazy, pickle-free view of an ``.npz``: keys without ``.npy``; arrays read on access."""
+
+    def __init__(self, source: Source, *, label: str | None = None) -> None:
+        self.label = label or (str(source) if isinstance(source, str | Path) else "upload")
+        self._zip = _open_zip(source, self.label)
+        self._members = {name[: -len(".npy")]: name for name in self._zip.namelist() if name.endswith(".npy")}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        member = self._members.get(key)
+        if member is None:
+            raise MissingArrayError(f"{self.label}: missing array {key!r} (has: {', '.join(self) or 'none'})")
+        try:
+            with self._zip.open(member) as handle:
+                return np.lib.format.read_array(handle, allow_pickle=False)
+        except ValueError as exc:
+            if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+                raise DataFormatError(
+                    f"{self.label}: array {key!r} holds Python objects (pickle); refused"
+                ) from None
+            raise DataFormatError(f"{self.label}: array {key!r} is corrupt ({exc})") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DataFormatError(f"{self.label}: array {key!r} is corrupt ({exc})") from None
+
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of one array, read from its .npy header without reading the data."""
+        member = self._members.get(key)
+        if member is None:
+            raise MissingArrayError(f"{self.label}: missing array {key!r}")
+        try:
+            with self._zip.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                reader = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _fortran, dtype = reader(handle)
+        except (ValueError, zipfile.BadZipFile, OSError) as exc:
+            raise DataFormatError(f"{self.label}: array {key!r} has a corrupt header ({exc})") from None
+        return tuple(shape), dtype
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._members
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def json_scalar(text: str) -> np.ndarray:
+    """A JSON document stored as a 0-d unicode array (loads without pickle)."""
+    return np.array(text, dtype=np.str_)
+
+
+def read_json_scalar(array: np.ndarray, what: str) -> Any:
+    if array.dtype.kind != "U" or array.ndim != 0:
+        raise DataFormatError(f"{what} must be a 0-d string array holding JSON")
+    try:
+        return json.loads(str(array))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{what} is not valid JSON ({exc})") from None

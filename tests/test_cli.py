@@ -1,0 +1,171 @@
+"""The ``gader`` command as users run it: a real process, JSON on stdout, one-line errors on stderr."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_protocols import casia_toy
+
+
+def gader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "gader", *args], capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"gader {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@pytest.mark.shared_data
+def test_data_stats_on_casia_b_train(casia_train):
+    stats = json.loads(gader("data", "stats", str(casia_train), "--json").stdout)
+    assert stats["subjects"] == 74 and stats["sequences"] == 8107
+    assert stats["frames_per_sequence"]["min"] >= 1 and stats["frames_per_sequence"]["max"] >= 200
+    assert stats["layout"] == "casia-packed"
+    human = gader("data", "stats", str(casia_train)).stdout
+    assert "8,107" in human
+
+
+@pytest.mark.shared_data
+def test_data_stats_and_convert_on_opengait_layout(opengait_sample, tmp_path):
+    stats = json.loads(gader("data", "stats", str(opengait_sample), "--json").stdout)
+    assert (stats["subjects"], stats["sequences"], stats["frames"]) == (1, 3, 171)
+    gader("data", "convert", str(opengait_sample), "--out", str(tmp_path / "native"), "--cut-sides")
+    converted = json.loads(gader("data", "stats", str(tmp_path / "native"), "--json").stdout)
+    assert (converted["layout"], converted["sequences"], converted["frames"]) == ("gader", 3, 171)
+
+
+def test_eval_embeddings_json_contract(tmp_path):
+    casia_toy().save(tmp_path / "casia.npz")
+    casia = json.loads(
+        gader("eval-embeddings", str(tmp_path / "casia.npz"), "--protocol", "casia-b", "--json").stdout
+    )
+    assert casia["rank1"]["NM"] == 75.0 and casia["per_view"]["NM"] == [50.0, 100.0]
+
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(np.array([f"s{i}" for i in range(10)]), 4)
+    embeddings = np.eye(10)[np.repeat(np.arange(10), 4)] + 0.05 * rng.normal(size=(40, 10))
+    is_probe = np.tile([True, False, False, False], 10)
+    np.savez(
+        tmp_path / "open.npz",
+        embeddings=embeddings,
+        subjects=subjects,
+        is_probe=is_probe,
+        conditions=np.array(["x"] * 40),
+        views=np.array(["000"] * 40),
+    )
+    open_set = json.loads(
+        gader("eval-embeddings", str(tmp_path / "open.npz"), "--protocol", "open-set", "--json").stdout
+    )
+    assert {"rank1", "rank5", "rank10", "mAP", "mINP"} <= set(open_set) and open_set["rank1"] == 100.0
+    verification = json.loads(
+        gader(
+            "eval-embeddings",
+            str(tmp_path / "open.npz"),
+            "--protocol",
+            "verification",
+            "--distance",
+            "cos",
+            "--json",
+            "--plot",
+            str(tmp_path / "plots"),
+        ).stdout
+    )
+    assert set(verification["tar_at_far"]) == {"1e-04", "1e-03", "1e-02", "1e-01"}
+    assert 0 <= verification["eer"] <= 100
+    assert (tmp_path / "plots" / "det.png").stat().st_size > 5000
+    assert (tmp_path / "plots" / "roc.png").stat().st_size > 5000
+
+
+def test_pretreat_a_folder_of_masks(tmp_path):
+    import cv2
+
+    (tmp_path / "masks").mkdir()
+    for t in range(5):
+        frame = np.zeros((240, 320), np.uint8)
+        cv2.ellipse(frame, (100 + 10 * t, 120), (20, 90), 0, 0, 360, 255, -1)
+        cv2.imwrite(str(tmp_path / "masks" / f"{t:04d}.png"), frame)
+    cv2.imwrite(str(tmp_path / "masks" / "0005.png"), np.zeros((240, 320), np.uint8))
+    result = gader("data", "pretreat", str(tmp_path / "masks"), "--out", str(tmp_path / "seq.npz"))
+    assert "frame 5 (0005.png) rejected: too_few_pixels" in result.stderr
+    with np.load(tmp_path / "seq.npz") as archive:
+        assert archive["silhouettes"].shape == (5, 64, 64)
+        assert archive["ratios"] == pytest.approx(np.full(5, 181 / 64))
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _bad_inputs(tmp_path):
+    good = {
+        "embeddings": np.zeros((4, 3)),
+        "subjects": np.array(list("abab")),
+        "conditions": np.array(["nm-01", "nm-01", "nm-05", "nm-05"]),
+        "views": np.array(["000"] * 4),
+    }
+    pickled = io.BytesIO()
+    np.savez(pickled, embeddings=np.array([object()], dtype=object), subjects=np.array(["a"]))
+    (tmp_path / "pickled.npz").write_bytes(pickled.getvalue())
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("hello")
+    return [
+        (
+            "missing key",
+            _npz(tmp_path / "nosubj.npz", embeddings=np.zeros((4, 3))),
+            "casia-b",
+            "missing array 'subjects'",
+        ),
+        (
+            "wrong shape",
+            _npz(tmp_path / "shape.npz", **{**good, "embeddings": np.zeros(4)}),
+            "casia-b",
+            "embeddings must be",
+        ),
+        (
+            "NaN embeddings",
+            _npz(tmp_path / "nan.npz", **{**good, "embeddings": np.full((4, 3), np.nan)}),
+            "casia-b",
+            "NaN",
+        ),
+        (
+            "length mismatch",
+            _npz(tmp_path / "len.npz", **{**good, "subjects": np.array(list("abc"))}),
+            "casia-b",
+            "subjects must have shape",
+        ),
+        ("unknown protocol", _npz(tmp_path / "ok.npz", **good), "rank-99", "Invalid value for '--protocol'"),
+        ("empty file", tmp_path / "empty.npz", "casia-b", "not a valid .npz"),
+        ("not an npz", tmp_path / "text.npz", "casia-b", "not a valid .npz"),
+        ("empty archive", _npz(tmp_path / "noarrays.npz"), "casia-b", "empty file"),
+        ("pickle inside", tmp_path / "pickled.npz", "casia-b", "pickle"),
+        ("missing file", tmp_path / "nope.npz", "casia-b", "no such file"),
+        ("open-set without is_probe", _npz(tmp_path / "ok2.npz", **good), "open-set", "is_probe"),
+        (
+            "complex embeddings",
+            _npz(tmp_path / "cplx.npz", **{**good, "embeddings": np.zeros((4, 3), complex)}),
+            "casia-b",
+            "real numbers",
+        ),
+    ]
+
+
+def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path):
+    for name, path, protocol, message in _bad_inputs(tmp_path):
+        result = gader("eval-embeddings", str(path), "--protocol", protocol, "--json", check=False)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0, name
+        assert result.stdout == "", name
+        assert len(lines) == 1 and "Traceback" not in result.stderr, f"{name}: {result.stderr}"
+        assert message in lines[0], f"{name}: {lines[0]}"
+
+
+def test_data_stats_on_a_non_dataset_is_one_line(tmp_path):
+    result = gader("data", "stats", str(tmp_path), check=False)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "not a dataset gader can read" in result.stderr

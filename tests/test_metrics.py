@@ -1,0 +1,126 @@
+"""Metrics against small cases computed by hand, and properties that must hold for any data."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gader import metrics
+from gader.errors import GaderError
+
+
+def test_euclidean_is_the_mean_of_per_part_distances():
+    assert metrics.pairwise_distance(np.array([[3.0, 4.0]]), np.array([[0.0, 0.0], [3.0, 0.0]])).tolist() == [
+        [5.0, 4.0]
+    ]
+    x = np.array([[[1.0, 0.0], [0.0, 2.0]]])  # one sequence, two parts
+    y = np.array([[[1.0, 0.0], [0.0, 0.0]]])
+    assert metrics.pairwise_distance(x, y, "euc") == pytest.approx(np.array([[1.0]]))  # (0 + 2) / 2
+
+
+def test_cosine_is_one_minus_mean_part_similarity():
+    x = np.array([[[1.0, 0.0], [0.0, 2.0]]])
+    y = np.array([[[0.0, 1.0], [0.0, 3.0]]])  # part similarities 0 and 1
+    assert metrics.pairwise_distance(x, y, "cos") == pytest.approx(np.array([[0.5]]))
+
+
+def test_rank_metrics_by_hand():
+    # probe a: sorted gallery labels b, c, a, a -> first hit at rank 3, AP (1/3 + 2/4) / 2, INP 2/4
+    # probe b: sorted gallery labels a, b, a, c -> first hit at rank 2, AP 1/2, INP 1/2
+    distance = np.array([[0.5, 0.1, 0.9, 0.3], [0.2, 0.4, 0.6, 0.8]])
+    result = metrics.rank_metrics(distance, np.array(["a", "b"]), np.array(["a", "b", "a", "c"]), max_rank=5)
+    assert result.cmc.tolist() == [0.0, 0.5, 1.0, 1.0, 1.0]
+    assert result.mAP == pytest.approx(((1 / 3 + 2 / 4) / 2 + 1 / 2) / 2)
+    assert result.mINP == pytest.approx((2 / 4 + 1 / 2) / 2)
+    assert result.valid_probes == 2
+
+
+def test_probes_without_a_true_match_are_left_out_of_ranking_metrics():
+    distance = np.array([[0.1, 0.2], [0.3, 0.4]])
+    result = metrics.rank_metrics(distance, np.array(["a", "z"]), np.array(["a", "b"]), max_rank=2)
+    assert result.valid_probes == 1 and result.cmc.tolist() == [1.0, 1.0] and result.mAP == 1.0
+
+
+def test_roc_tar_at_far_and_eer_by_hand():
+    curve = metrics.roc_curve(np.array([0.9, 0.8, 0.4]), np.array([0.7, 0.3, 0.2, 0.1]))
+    assert curve.far.tolist() == [0, 0, 0, 0.25, 0.25, 0.5, 0.75, 1.0]
+    assert curve.tar.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3, 1, 1, 1, 1])
+    tar = metrics.tar_at_far(curve, (0.0, 0.1, 0.25, 1.0))
+    assert tar == pytest.approx({0.0: 2 / 3, 0.1: 2 / 3, 0.25: 1.0, 1.0: 1.0})
+    # FAR - FRR goes from -1/12 (threshold 0.7) to +1/4 (threshold 0.4); they meet at FAR = FRR = 1/4.
+    assert metrics.equal_error_rate(curve) == pytest.approx(0.25)
+    assert metrics.threshold_at_far(curve, 0.1) == 0.8
+
+
+def test_ties_are_accepted_together():
+    curve = metrics.roc_curve(np.array([0.5, 0.5]), np.array([0.5, 0.1]))
+    assert curve.far.tolist() == [0.0, 0.5, 1.0] and curve.tar.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_fnir_at_fpir_by_hand():
+    # probe a: mate 0.9 at rank 1; strangers' best 0.5. probe b: the stranger c (0.6) outranks the mate.
+    similarity = np.array([[0.9, 0.5, 0.2], [0.3, 0.4, 0.6]])
+    result = metrics.open_set_identification(similarity, np.array(["a", "b"]), np.array(["a", "b", "c"]))
+    assert (result.mated, result.non_mated) == (2, 2)
+    assert metrics.fnir_at_fpir(result, (0.0, 0.5, 1.0)) == pytest.approx({0.0: 0.5, 0.5: 0.5, 1.0: 0.5})
+    wider = metrics.open_set_identification(
+        similarity, np.array(["a", "b"]), np.array(["a", "b", "c"]), rank=2
+    )
+    # rank 2 finds b's mate at 0.4; FPIR 0 needs T > 0.6, which loses it again.
+    assert metrics.fnir_at_fpir(wider, (0.0, 1.0)) == pytest.approx({0.0: 0.5, 1.0: 0.0})
+
+
+def test_det_coordinates_are_probits():
+    curve = metrics.roc_curve(np.array([1.0, 0.0]), np.array([0.5, -1.0]))
+    far, frr = metrics.det_coordinates(curve)
+    assert np.all(np.diff(far) >= 0) and np.all(np.diff(frr) <= 0)
+    assert 0.0 in far.round(6)  # FAR 0.5 -> probit 0
+
+
+@pytest.mark.parametrize(
+    ("genuine", "impostor"), [(np.array([]), np.array([1.0])), (np.array([np.nan]), np.array([1.0]))]
+)
+def test_bad_scores_are_refused(genuine, impostor):
+    with pytest.raises(GaderError):
+        metrics.roc_curve(genuine, impostor)
+
+
+def _perfect(subjects: int, per_subject: int, dim: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.repeat(np.arange(subjects), per_subject)
+    embeddings = np.zeros((len(labels), parts, dim))
+    embeddings[np.arange(len(labels)), :, labels % dim] = 1.0 + labels[:, None] // dim
+    return embeddings, labels
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    subjects=st.integers(2, 12),
+    per_subject=st.integers(2, 5),
+    parts=st.integers(1, 4),
+    metric=st.sampled_from(["euc", "cos"]),
+)
+def test_identity_perfect_embeddings_score_perfectly(subjects, per_subject, parts, metric):
+    dim = subjects if metric == "cos" else 4  # cosine ignores length: one axis per subject
+    embeddings, labels = _perfect(subjects, per_subject, dim, parts)
+    probe = np.arange(len(labels)) % per_subject == 0
+    distance = metrics.pairwise_distance(embeddings[probe], embeddings[~probe], metric)
+    ranking = metrics.rank_metrics(distance, labels[probe], labels[~probe], max_rank=3)
+    assert ranking.cmc[0] == 1.0 and ranking.mAP == pytest.approx(1.0) and ranking.mINP == pytest.approx(1.0)
+    genuine, impostor = metrics.pair_scores(-distance, labels[probe], labels[~probe])
+    curve = metrics.roc_curve(genuine, impostor)
+    assert metrics.tar_at_far(curve, (1e-4,))[1e-4] == 1.0 and metrics.equal_error_rate(curve) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shuffled_labels_fall_to_chance(seed):
+    rng = np.random.default_rng(seed)
+    subjects, per_subject = 40, 6
+    embeddings, labels = _perfect(subjects, per_subject, subjects, 2)
+    shuffled = rng.permutation(labels)
+    probe = np.arange(len(labels)) % per_subject == 0
+    distance = metrics.pairwise_distance(embeddings[probe], embeddings[~probe], "cos")
+    ranking = metrics.rank_metrics(distance, shuffled[probe], shuffled[~probe], max_rank=1)
+    chance = 1.0 / subjects
+    assert ranking.cmc[0] < chance + 0.15  # 40 probes: chance is 2.5 %
+    genuine, impostor = metrics.pair_scores(-distance, shuffled[probe], shuffled[~probe])
+    assert metrics.equal_error_rate(metrics.roc_curve(genuine, impostor)) > 0.35  # chance is 0.5
