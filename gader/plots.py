@@ -85,13 +85,16 @@ def plot_roc(curves: Mapping[str, metrics.RocCurve], path: str | Path, title: st
 def plot_view_matrix(
     accuracy: np.ndarray, views: Sequence[str], conditions: Sequence[str], path: str | Path
 ) -> Path:
-    """accuracy: [conditions, probe views, gallery views] rank-1 percentages (NaN where empty)."""
+    """accuracy: [conditions, probe views, gallery views] rank-1 percentages (NaN where empty, grey)."""
     figure, axes_row = plt.subplots(
         1, len(conditions), figsize=(4.2 * len(conditions), 4), layout="constrained"
     )
     axes_row = np.atleast_1d(axes_row)
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     for axes, name, matrix in zip(axes_row, conditions, accuracy, strict=True):
-        image = axes.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
+        shown = np.array(matrix, dtype=float)
+        np.fill_diagonal(shown, np.nan)  # identical views are excluded from the protocol: grey
+        image = axes.imshow(shown, vmin=0, vmax=100, cmap=colours)
         axes.set_xticks(range(len(views)), views, rotation=90, fontsize=7)
         axes.set_yticks(range(len(views)), views, fontsize=7)
         axes.set(xlabel="gallery view", ylabel="probe view", title=f"{name} rank-1 (%)")
