@@ -11,7 +11,7 @@ import sys
 import typer
 from typer.exceptions import Abort, TyperException
 
-from gader.cli import data_commands, eval_commands
+from gader.cli import data_commands, eval_commands, synth_commands
 from gader.errors import GaderError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(synth_commands.app, name="synth")
 eval_commands.register(app)
 
 

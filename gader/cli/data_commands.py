@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import typer
 from rich.table import Table
-from tqdm import tqdm
 
 from gader.cli.output import console, err_console, print_json
 from gader.data import DatasetWriter, SequenceRecord, dataset_stats, open_dataset, split_subjects
 from gader.errors import DataFormatError, GaderError
+from gader.progress import progress
 from gader.silhouettes import pretreat
 
 app = typer.Typer(
@@ -65,7 +65,7 @@ def convert(
     """Copy a dataset into gader's own format (docs/data-format.md)."""
     dataset = open_dataset(source)
     with DatasetWriter(out, description=f"converted from {source} ({dataset.layout})") as writer:
-        for record in tqdm(dataset, total=len(dataset), desc="converting", unit="seq"):
+        for record in progress(dataset, total=len(dataset), desc="converting", unit="seq"):
             writer.write(record.cut_sides() if cut_sides else record)
     err_console.print(f"wrote {len(dataset)} sequences to {out}")
 

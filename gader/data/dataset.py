@@ -114,9 +114,9 @@ def frame_counts(dataset: SequenceDataset, progress: bool = False) -> np.ndarray
         if info.frames is not None:
             counts[i] = info.frames
     if missing:
-        from tqdm import tqdm
+        from gader.progress import progress as progress_bar
 
-        for i in tqdm(missing, desc="reading sequences", unit="seq", disable=not progress, leave=False):
+        for i in progress_bar(missing, enabled=progress, desc="reading sequences", unit="seq", leave=False):
             counts[i] = dataset.load(dataset._infos[i]).frames
     return counts
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from gader import __version__
 from gader.data.dataset import SequenceDataset, SequenceInfo
-from gader.data.npz import NpzArchive, Source, json_scalar, read_json_scalar
+from gader.data.npz import NpzArchive, Source, json_scalar, read_json_scalar, save_npz
 from gader.data.record import FrameLabels, SequenceRecord
 from gader.errors import DataFormatError, DatasetLayoutError
 
@@ -77,14 +77,14 @@ def write_sequence(record: SequenceRecord, target: str | Path | IO[bytes]) -> No
     """Write one sequence file (atomically when ``target`` is a path)."""
     arrays = sequence_arrays(record)
     if not isinstance(target, str | Path):
-        np.savez_compressed(target, **arrays)
+        save_npz(target, arrays)
         return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            save_npz(handle, arrays)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -94,6 +94,28 @@ class NpzArchive(Mapping[str, np.ndarray]):
         self.close()
 
 
+# zip's earliest date: archives carry no clock, so equal data gives equal bytes.
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(target: str | Path | IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write an ``.npz`` that ``numpy.load`` reads, byte-identical for identical arrays.
+
+    ``numpy.savez_compressed`` stamps each member with the current time; this writer does not, so a
+    deterministic generator gives byte-identical files. Object arrays are refused (they would need pickle).
+    """
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, value in arrays.items():
+            value = np.asanyarray(value)
+            if value.dtype.hasobject:
+                raise DataFormatError(f"array {name!r} holds Python objects; gader files never use pickle")
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
+
+
 def json_scalar(text: str) -> np.ndarray:
     """A JSON document stored as a 0-d unicode array (loads without pickle)."""
     return np.array(text, dtype=np.str_)
