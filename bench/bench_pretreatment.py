@@ -39,9 +39,7 @@ def source_silhouettes(count: int) -> tuple[np.ndarray, str]:
     return frames, "synthetic ellipses (shared data absent)"
 
 
-def make_frames(
-    silhouettes: np.ndarray, height: int, width: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def make_frames(silhouettes: np.ndarray, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     masks = np.zeros((len(silhouettes), height, width), np.uint8)
     rgb = rng.integers(0, 255, (len(silhouettes), height, width, 3), dtype=np.uint8)

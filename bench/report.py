@@ -35,24 +35,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
-def update_section(name: str, title: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md."""
-    command = " ".join(
-        shlex.quote(arg) for arg in ["python", "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
-    )
+def update_section(name: str, title: str, body: str, document: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section ``name`` of ``document`` (docs/BENCHMARKS.md by default)."""
+    command = " ".join(shlex.quote(arg) for arg in ["python", "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
     today = datetime.date.today().isoformat()
     section = (
         f"<!-- bench:{name} -->\n## {title}\n\n"
         f"- machine: {machine()}\n- date: {today}\n- command: `{command}`\n\n{body.strip()}\n"
         f"<!-- /bench:{name} -->"
     )
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
+    text = document.read_text() if document.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = (
-        pattern.sub(lambda _match: section, text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section + "\n"
+        pattern.sub(lambda _match: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     )
-    BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
-    BENCHMARKS_MD.write_text(text)
-    print(f"updated section {name!r} of {BENCHMARKS_MD}")
+    document.parent.mkdir(parents=True, exist_ok=True)
+    document.write_text(text)
+    print(f"updated section {name!r} of {document}")

@@ -77,9 +77,7 @@ def rank_metrics(
     distance = np.asarray(distance)
     probe_labels, gallery_labels = np.asarray(probe_labels), np.asarray(gallery_labels)
     if distance.shape != (len(probe_labels), len(gallery_labels)):
-        raise GaderError(
-            f"distance {distance.shape} does not match {len(probe_labels)}x{len(gallery_labels)}"
-        )
+        raise GaderError(f"distance {distance.shape} does not match {len(probe_labels)}x{len(gallery_labels)}")
     order = np.argsort(distance, axis=1, kind="stable")  # [Np, Ng]
     matches = gallery_labels[order] == probe_labels[:, None]  # bool [Np, Ng]
     valid = matches.any(axis=1)
@@ -129,9 +127,7 @@ def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> RocCurve:
     genuine = np.asarray(genuine, dtype=np.float64).ravel()
     impostor = np.asarray(impostor, dtype=np.float64).ravel()
     if genuine.size == 0 or impostor.size == 0:
-        raise GaderError(
-            f"verification needs genuine and impostor pairs, got {genuine.size} and {impostor.size}"
-        )
+        raise GaderError(f"verification needs genuine and impostor pairs, got {genuine.size} and {impostor.size}")
     if not (np.all(np.isfinite(genuine)) and np.all(np.isfinite(impostor))):
         raise GaderError("verification scores contain NaN or infinite values")
     scores = np.concatenate([genuine, impostor])
@@ -250,8 +246,6 @@ def _fraction_at_least(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray
     return (ordered.size - np.searchsorted(ordered, thresholds, side="left")) / ordered.size
 
 
-def fnir_at_fpir(
-    result: OpenSetIdentification, fpir_targets: tuple[float, ...] = DEFAULT_FARS
-) -> dict[float, float]:
+def fnir_at_fpir(result: OpenSetIdentification, fpir_targets: tuple[float, ...] = DEFAULT_FARS) -> dict[float, float]:
     """Lowest FNIR whose FPIR does not exceed each target."""
     return {target: float(result.fnir[result.fpir <= target + 1e-15].min()) for target in fpir_targets}

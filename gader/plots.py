@@ -82,13 +82,9 @@ def plot_roc(curves: Mapping[str, metrics.RocCurve], path: str | Path, title: st
     return _save(figure, path)
 
 
-def plot_view_matrix(
-    accuracy: np.ndarray, views: Sequence[str], conditions: Sequence[str], path: str | Path
-) -> Path:
+def plot_view_matrix(accuracy: np.ndarray, views: Sequence[str], conditions: Sequence[str], path: str | Path) -> Path:
     """accuracy: [conditions, probe views, gallery views] rank-1 percentages (NaN where empty, grey)."""
-    figure, axes_row = plt.subplots(
-        1, len(conditions), figsize=(4.2 * len(conditions), 4), layout="constrained"
-    )
+    figure, axes_row = plt.subplots(1, len(conditions), figsize=(4.2 * len(conditions), 4), layout="constrained")
     axes_row = np.atleast_1d(axes_row)
     colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     for axes, name, matrix in zip(axes_row, conditions, accuracy, strict=True):

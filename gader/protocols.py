@@ -41,14 +41,8 @@ class EmbeddingSet:
 
     def __post_init__(self) -> None:
         self.embeddings = np.asarray(self.embeddings)
-        if (
-            self.embeddings.ndim not in (2, 3)
-            or self.embeddings.shape[0] == 0
-            or self.embeddings.shape[-1] == 0
-        ):
-            raise DataFormatError(
-                f"embeddings must be non-empty [N, D] or [N, P, D], got {self.embeddings.shape}"
-            )
+        if self.embeddings.ndim not in (2, 3) or self.embeddings.shape[0] == 0 or self.embeddings.shape[-1] == 0:
+            raise DataFormatError(f"embeddings must be non-empty [N, D] or [N, P, D], got {self.embeddings.shape}")
         if not np.issubdtype(self.embeddings.dtype, np.number) or self.embeddings.dtype.kind == "c":
             raise DataFormatError(f"embeddings must be real numbers, got {self.embeddings.dtype}")
         self.embeddings = self.embeddings.astype(np.float32)
@@ -64,9 +58,7 @@ class EmbeddingSet:
         if self.is_probe is not None:
             is_probe = np.asarray(self.is_probe)
             if is_probe.shape != (n,) or is_probe.dtype.kind not in "bui":
-                raise DataFormatError(
-                    f"is_probe must be boolean [{n}], got {is_probe.dtype} {is_probe.shape}"
-                )
+                raise DataFormatError(f"is_probe must be boolean [{n}], got {is_probe.dtype} {is_probe.shape}")
             if is_probe.dtype.kind != "b" and not np.isin(is_probe, (0, 1)).all():
                 raise DataFormatError("is_probe must hold only true/false (or 0/1)")
             self.is_probe = is_probe.astype(bool)
@@ -143,15 +135,11 @@ def casia_b(data: EmbeddingSet, metric: str = "euc") -> CasiaResult:
     data.require("conditions", "views")
     gallery = np.isin(data.conditions, CASIA_GALLERY_CONDITIONS)
     if not gallery.any():
-        raise DataFormatError(
-            f"no gallery sequences: CASIA-B needs conditions {', '.join(CASIA_GALLERY_CONDITIONS)}"
-        )
+        raise DataFormatError(f"no gallery sequences: CASIA-B needs conditions {', '.join(CASIA_GALLERY_CONDITIONS)}")
     probe_sets = {name: np.isin(data.conditions, conds) for name, conds in CASIA_PROBE_CONDITIONS.items()}
     if not any(mask.any() for mask in probe_sets.values()):
         raise DataFormatError("no probe sequences: CASIA-B needs nm-05/06, bg-01/02 or cl-01/02")
-    views = sorted(
-        set(data.views[gallery]) | set(data.views[np.logical_or.reduce(list(probe_sets.values()))])
-    )
+    views = sorted(set(data.views[gallery]) | set(data.views[np.logical_or.reduce(list(probe_sets.values()))]))
     gallery_index = np.flatnonzero(gallery)
     probe_index = np.flatnonzero(np.logical_or.reduce(list(probe_sets.values())))
     distance = metrics.pairwise_distance(data.embeddings[probe_index], data.embeddings[gallery_index], metric)
@@ -219,9 +207,7 @@ def _probe_gallery(data: EmbeddingSet) -> tuple[np.ndarray, np.ndarray]:
     data.require("is_probe")
     probes, gallery = np.flatnonzero(data.is_probe), np.flatnonzero(~data.is_probe)
     if probes.size == 0 or gallery.size == 0:
-        raise DataFormatError(
-            f"is_probe marks {probes.size} probes and {gallery.size} gallery sequences; need both"
-        )
+        raise DataFormatError(f"is_probe marks {probes.size} probes and {gallery.size} gallery sequences; need both")
     return probes, gallery
 
 
@@ -311,9 +297,7 @@ def distance_buckets(data: EmbeddingSet, field_name: str, metric: str = "euc") -
     """BRIAR-style breakdown: probes grouped by a metadata field (e.g. distance), each group searched
     against the whole gallery. Returns {bucket: open-set summary + TAR@FAR}."""
     if field_name not in data.groups:
-        raise DataFormatError(
-            f"no per-sequence field {field_name!r} (have: {', '.join(data.groups) or 'none'})"
-        )
+        raise DataFormatError(f"no per-sequence field {field_name!r} (have: {', '.join(data.groups) or 'none'})")
     probes, _gallery = _probe_gallery(data)
     values = data.groups[field_name]
     report = {}

@@ -118,9 +118,7 @@ def pretreat(
     band_widths = np.array([int(size * (width / h)) for h in band_heights], dtype=np.int64)  # [N]
     canvas_width = int(band_widths.max()) if len(candidates) else 1
     resized = np.zeros((len(candidates), size, canvas_width), dtype=np.uint8)  # [N, size, Wmax]
-    resized_rgb = (
-        np.zeros((len(candidates), size, canvas_width, 3), dtype=np.uint8) if rgb is not None else None
-    )
+    resized_rgb = np.zeros((len(candidates), size, canvas_width, 3), dtype=np.uint8) if rgb is not None else None
     for slot, (frame, band_width) in enumerate(zip(candidates, band_widths, strict=True)):
         rows = slice(top[frame], bottom[frame] + 1)
         resized[slot, :, :band_width] = cv2.resize(

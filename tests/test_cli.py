@@ -12,9 +12,7 @@ from tests.test_protocols import casia_toy
 
 
 def gader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "gader", *args], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-m", "gader", *args], capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"gader {' '.join(args)} failed: {result.stderr}")
     return result
@@ -41,9 +39,7 @@ def test_data_stats_and_convert_on_opengait_layout(opengait_sample, tmp_path):
 
 def test_eval_embeddings_json_contract(tmp_path):
     casia_toy().save(tmp_path / "casia.npz")
-    casia = json.loads(
-        gader("eval-embeddings", str(tmp_path / "casia.npz"), "--protocol", "casia-b", "--json").stdout
-    )
+    casia = json.loads(gader("eval-embeddings", str(tmp_path / "casia.npz"), "--protocol", "casia-b", "--json").stdout)
     assert casia["rank1"]["NM"] == 75.0 and casia["per_view"]["NM"] == [50.0, 100.0]
 
     rng = np.random.default_rng(0)

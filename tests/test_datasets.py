@@ -188,9 +188,7 @@ def test_packed_casia_b_train(casia_train):
     assert len(stats["views"]) == 11 and len(stats["conditions"]) == 10
     record = dataset.load("001/bg-01/000")
     assert record.silhouettes.shape[1:] == (64, 64) and set(np.unique(record.silhouettes)) <= {0, 255}
-    assert (
-        record.frames == dataset.subset(subjects=["001"], conditions=["bg-01"], views=["000"]).infos[0].frames
-    )
+    assert record.frames == dataset.subset(subjects=["001"], conditions=["bg-01"], views=["000"]).infos[0].frames
     assert record.ratios is None  # CASIA-B keeps no boxes: no invented ratios
 
 

@@ -63,9 +63,7 @@ def test_fnir_at_fpir_by_hand():
     result = metrics.open_set_identification(similarity, np.array(["a", "b"]), np.array(["a", "b", "c"]))
     assert (result.mated, result.non_mated) == (2, 2)
     assert metrics.fnir_at_fpir(result, (0.0, 0.5, 1.0)) == pytest.approx({0.0: 0.5, 0.5: 0.5, 1.0: 0.5})
-    wider = metrics.open_set_identification(
-        similarity, np.array(["a", "b"]), np.array(["a", "b", "c"]), rank=2
-    )
+    wider = metrics.open_set_identification(similarity, np.array(["a", "b"]), np.array(["a", "b", "c"]), rank=2)
     # rank 2 finds b's mate at 0.4; FPIR 0 needs T > 0.6, which loses it again.
     assert metrics.fnir_at_fpir(wider, (0.0, 1.0)) == pytest.approx({0.0: 0.5, 1.0: 0.0})
 

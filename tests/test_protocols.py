@@ -43,9 +43,9 @@ def test_casia_b_conditions_are_case_insensitive():
     data = casia_toy()
     data.conditions = np.char.upper(data.conditions)
     assert (
-        protocols.casia_b(EmbeddingSet(data.embeddings, data.subjects, data.conditions, data.views)).summary[
-            "rank1"
-        ]["NM"]
+        protocols.casia_b(EmbeddingSet(data.embeddings, data.subjects, data.conditions, data.views)).summary["rank1"][
+            "NM"
+        ]
         == 75.0
     )
 

@@ -113,9 +113,7 @@ def test_rgb_crops_are_aligned_with_silhouettes():
     shifted = np.roll(colour_person, 2, axis=2)  # a misalignment by 2 columns would be visible
     iou_shifted = (shifted & mask_person).sum((1, 2)) / (shifted | mask_person).sum((1, 2))
     assert iou_shifted.mean() < iou.mean() - 0.05
-    assert (
-        np.abs(result.rgb[mask_person & (result.silhouettes == 255)].astype(int) - (200, 30, 90)).mean() < 10
-    )
+    assert np.abs(result.rgb[mask_person & (result.silhouettes == 255)].astype(int) - (200, 30, 90)).mean() < 10
 
 
 def test_accepts_bool_and_01_masks_like_0_255():

@@ -24,9 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 @app.command()
 def stats(
-    path: Path = typer.Argument(
-        ..., help="Dataset directory (gader, packed CASIA-B or OpenGait .pkl layout)."
-    ),
+    path: Path = typer.Argument(..., help="Dataset directory (gader, packed CASIA-B or OpenGait .pkl layout)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Subjects, sequences, frames and frames per sequence, conditions and views."""
@@ -101,13 +99,9 @@ def _read_images(folder: Path, flags: int) -> tuple[list[Path], list[np.ndarray]
 
 @app.command("pretreat")
 def pretreat_folder(
-    masks: Path = typer.Argument(
-        ..., help="Folder of full-frame person masks, one image per frame, in name order."
-    ),
+    masks: Path = typer.Argument(..., help="Folder of full-frame person masks, one image per frame, in name order."),
     out: Path = typer.Option(..., "--out", help="Sequence file to write (.npz, gader format)."),
-    rgb: Path | None = typer.Option(
-        None, "--rgb", help="Folder of the matching RGB frames (same names order)."
-    ),
+    rgb: Path | None = typer.Option(None, "--rgb", help="Folder of the matching RGB frames (same names order)."),
     subject: str = typer.Option("unknown", help="Subject id stored in the file."),
     condition: str = typer.Option("unknown", help="Condition stored in the file."),
     view: str = typer.Option("unknown", help="View stored in the file."),
@@ -126,9 +120,7 @@ def pretreat_folder(
         rgb_frames = np.stack([cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in colour])
     result = pretreat(np.stack(mask_images), rgb_frames)
     for rejected in result.rejected:
-        err_console.print(
-            f"frame {rejected.index} ({files[rejected.index].name}) rejected: {rejected.reason}"
-        )
+        err_console.print(f"frame {rejected.index} ({files[rejected.index].name}) rejected: {rejected.reason}")
     if result.frames == 0:
         raise GaderError("every frame was rejected; nothing to write")
     record = SequenceRecord(

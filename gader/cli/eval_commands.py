@@ -58,9 +58,7 @@ def write_plots(result, directory: Path) -> list[Path]:
         names = list(protocols.CASIA_PROBE_CONDITIONS)
         return [
             plots.plot_cmc(result.cmc, directory / "cmc.png", title="CASIA-B CMC (cross-view mean)"),
-            plots.plot_view_matrix(
-                result.accuracy[..., 0], result.views, names, directory / "view_matrix.png"
-            ),
+            plots.plot_view_matrix(result.accuracy[..., 0], result.views, names, directory / "view_matrix.png"),
         ]
     if isinstance(result, protocols.OpenSetResult):
         return [plots.plot_cmc({"open-set": result.ranking.cmc}, directory / "cmc.png")]

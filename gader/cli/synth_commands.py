@@ -10,9 +10,7 @@ import typer
 from gader.cli.output import err_console
 from gader.errors import GaderError
 
-app = typer.Typer(
-    help="SynthGait: procedurally generated walking people (docs/synthgait.md).", no_args_is_help=True
-)
+app = typer.Typer(help="SynthGait: procedurally generated walking people (docs/synthgait.md).", no_args_is_help=True)
 
 SHARED_CASIA = Path(os.environ.get("GADER_SHARED_DATA", "../shared/data")) / "casia-b" / "train"
 
@@ -33,12 +31,8 @@ def _frame_size(text: str | None) -> tuple[int, int] | None:
 def make(
     subjects: int = typer.Option(..., "--subjects", min=1, help="Number of people."),
     out: Path = typer.Option(..., "--out", help="Dataset directory (gader format)."),
-    seed: int = typer.Option(
-        0, "--seed", help="Population seed: the same seed gives the same people and files."
-    ),
-    preset: str = typer.Option(
-        "casia", "--preset", help="casia (10 sequences x 11 views per person) or wild."
-    ),
+    seed: int = typer.Option(0, "--seed", help="Population seed: the same seed gives the same people and files."),
+    preset: str = typer.Option("casia", "--preset", help="casia (10 sequences x 11 views per person) or wild."),
     first_subject: int = typer.Option(
         0, "--first-subject", min=0, help="Index of the first person (to regenerate a subset)."
     ),
@@ -48,19 +42,13 @@ def make(
     conditions: str | None = typer.Option(
         None, "--conditions", help="Only these conditions, comma-separated (nm-01,cl-02)."
     ),
-    views: str | None = typer.Option(
-        None, "--views", help="Only these views in degrees, comma-separated (0,90)."
-    ),
+    views: str | None = typer.Option(None, "--views", help="Only these views in degrees, comma-separated (0,90)."),
     noise: float | None = typer.Option(
         None, "--noise", min=0.0, max=1.0, help="Segmentation-noise level 0..1 for every sequence."
     ),
     frame_size: str | None = typer.Option(None, "--frame-size", help="Rendered frame size, e.g. 640x480."),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Rendering processes (default: all cores)."
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace sequences that are already in the dataset."
-    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Rendering processes (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace sequences that are already in the dataset."),
 ) -> None:
     """Render a dataset: frames -> masks + RGB -> pretreatment -> silhouettes, ratios, crops, labels."""
     from dataclasses import replace
@@ -103,7 +91,5 @@ def preview(
     """Contact sheet: frames, aligned silhouettes, RGB crops and DHS of a few sequences, beside CASIA-B."""
     from gader.data.synth.preview import make_preview
 
-    path = make_preview(
-        out, seed, casia if casia is not None else (SHARED_CASIA if SHARED_CASIA.exists() else None)
-    )
+    path = make_preview(out, seed, casia if casia is not None else (SHARED_CASIA if SHARED_CASIA.exists() else None))
     err_console.print(f"wrote {path}")

@@ -109,9 +109,7 @@ def read_sequence(source: Source, *, label: str | None = None, **defaults: str) 
         if "labels_gait" in archive or "labels_full_body" in archive:
             labels = FrameLabels(gait=archive["labels_gait"], full_body=archive["labels_full_body"])
         frame_arrays = {
-            key[len(FRAME_ARRAY_PREFIX) :]: archive[key]
-            for key in archive
-            if key.startswith(FRAME_ARRAY_PREFIX)
+            key[len(FRAME_ARRAY_PREFIX) :]: archive[key] for key in archive if key.startswith(FRAME_ARRAY_PREFIX)
         }
         return SequenceRecord(
             subject=str(meta.get("subject", defaults.get("subject", "unknown"))),

@@ -50,9 +50,7 @@ class NpzArchive(Mapping[str, np.ndarray]):
                 return np.lib.format.read_array(handle, allow_pickle=False)
         except ValueError as exc:
             if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-                raise DataFormatError(
-                    f"{self.label}: array {key!r} holds Python objects (pickle); refused"
-                ) from None
+                raise DataFormatError(f"{self.label}: array {key!r} holds Python objects (pickle); refused") from None
             raise DataFormatError(f"{self.label}: array {key!r} is corrupt ({exc})") from None
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise DataFormatError(f"{self.label}: array {key!r} is corrupt ({exc})") from None
@@ -66,9 +64,7 @@ class NpzArchive(Mapping[str, np.ndarray]):
             with self._zip.open(member) as handle:
                 version = np.lib.format.read_magic(handle)
                 reader = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 )
                 shape, _fortran, dtype = reader(handle)
         except (ValueError, zipfile.BadZipFile, OSError) as exc:

@@ -20,9 +20,7 @@ from gader.errors import DataFormatError, DatasetLayoutError
 
 def _sequence_dirs(root: Path) -> list[Path]:
     """View folders at depth 3 that hold at least one .pkl."""
-    return sorted(
-        view_dir for view_dir in root.glob("*/*/*") if view_dir.is_dir() and any(view_dir.glob("*.pkl"))
-    )
+    return sorted(view_dir for view_dir in root.glob("*/*/*") if view_dir.is_dir() and any(view_dir.glob("*.pkl")))
 
 
 def is_opengait(root: Path) -> bool:

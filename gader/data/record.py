@@ -107,9 +107,7 @@ class SequenceRecord:
         if self.rgb is not None:
             rgb = np.asarray(self.rgb)
             if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[0] != frames or rgb.shape[3] != 3:
-                raise DataFormatError(
-                    f"rgb must be uint8 [{frames}, H, W, 3], got {rgb.dtype} {rgb.shape}{where}"
-                )
+                raise DataFormatError(f"rgb must be uint8 [{frames}, H, W, 3], got {rgb.dtype} {rgb.shape}{where}")
             self.rgb = rgb
         if self.labels is not None and len(self.labels) != frames:
             raise DataFormatError(f"labels have {len(self.labels)} frames, silhouettes {frames}{where}")

@@ -8,7 +8,7 @@ no single parameter separates people, only shape and motion together do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def sample_body(rng: np.random.Generator) -> BodyShape:
         thigh=fraction(0.245),
         shank=fraction(0.246),
         ankle_height=fraction(0.039, 0.08),
-        foot=fraction(0.152, 0.04),
+        foot=fraction(0.11, 0.05),  # the foot a segmenter keeps: the sole merges with the floor
         pelvis_to_shoulder=fraction(0.30, 0.04),
         neck=fraction(0.052, 0.10),
         head_height=fraction(0.130, 0.04),
@@ -101,7 +101,7 @@ def sample_body(rng: np.random.Generator) -> BodyShape:
         upper_arm_radius=fraction(0.027, 0.08) * girth,
         forearm_radius=fraction(0.021, 0.07) * girth**0.8,
         neck_radius=fraction(0.030, 0.07) * girth**0.8,
-        torso_lean=float(np.deg2rad(_clipped_normal(rng, 3.0, 2.5, -3.0, 10.0))),
+        torso_lean=float(np.deg2rad(_clipped_normal(rng, 1.5, 2.0, -3.0, 7.0))),
         head_forward=fraction(0.012, 0.6),
         shoulder_drop=float(rng.normal(0.0, 0.008)),
     )
@@ -138,17 +138,17 @@ class GaitStyle:
 def sample_gait(rng: np.random.Generator) -> GaitStyle:
     deg = np.deg2rad
     return GaitStyle(
-        cadence=_clipped_normal(rng, 1.83, 0.11, 1.5, 2.2),
-        stride_factor=_clipped_normal(rng, 1.55, 0.10, 1.25, 1.85),
+        cadence=_clipped_normal(rng, 1.9, 0.11, 1.55, 2.25),
+        stride_factor=_clipped_normal(rng, 1.15, 0.08, 0.9, 1.4),
         hip_extension=float(deg(_clipped_normal(rng, 11.0, 3.0, 4.0, 18.0))),
         knee_stance=float(deg(_clipped_normal(rng, 16.0, 5.0, 4.0, 28.0))),
-        knee_swing=float(deg(_clipped_normal(rng, 62.0, 5.0, 48.0, 74.0))),
+        knee_swing=float(deg(_clipped_normal(rng, 56.0, 5.0, 44.0, 68.0))),
         swing_timing=_clipped_normal(rng, 0.72, 0.015, 0.68, 0.77),
-        ankle_plantar=float(deg(_clipped_normal(rng, 17.0, 5.0, 5.0, 28.0))),
+        ankle_plantar=float(deg(_clipped_normal(rng, 12.0, 4.0, 3.0, 22.0))),
         ankle_dorsi=float(deg(_clipped_normal(rng, 10.0, 3.0, 3.0, 16.0))),
-        arm_swing=float(deg(_clipped_normal(rng, 22.0, 8.0, 5.0, 42.0))),
+        arm_swing=float(deg(_clipped_normal(rng, 12.0, 5.0, 3.0, 28.0))),
         arm_swing_asymmetry=_clipped_normal(rng, 0.0, 0.18, -0.45, 0.45),
-        elbow_flexion=float(deg(_clipped_normal(rng, 20.0, 7.0, 5.0, 40.0))),
+        elbow_flexion=float(deg(_clipped_normal(rng, 11.0, 5.0, 2.0, 28.0))),
         elbow_swing=float(deg(_clipped_normal(rng, 10.0, 4.0, 0.0, 20.0))),
         arm_abduction=float(deg(_clipped_normal(rng, 8.0, 3.0, 2.0, 16.0))),
         pelvis_rotation=float(deg(_clipped_normal(rng, 5.0, 2.0, 1.0, 10.0))),
@@ -219,8 +219,8 @@ def _outfit(rng: np.random.Generator) -> Outfit:
         bottom=_colour(rng, dark=0.3),
         shorts=bool(rng.random() < 0.12),
         shoes=_colour(rng, dark=0.5),
-        top_looseness=float(rng.uniform(1.08, 1.35)),
-        bottom_looseness=float(rng.uniform(1.1, 1.5)),
+        top_looseness=float(rng.uniform(1.18, 1.48)),
+        bottom_looseness=float(rng.uniform(1.3, 1.7)),
     )
 
 
@@ -237,6 +237,31 @@ def sample_appearance(rng: np.random.Generator, days: int = 3) -> Appearance:
         bag_colour=_colour(rng, dark=0.3),
         bag_side=int(rng.choice([-1, 1])),
     )
+
+
+def vary_for_sequence(body: BodyShape, gait: GaitStyle, rng: np.random.Generator) -> tuple[BodyShape, GaitStyle]:
+    """The same person on another walk: posture and swing amplitudes drift a little from day to day and
+    walk to walk (mood, fatigue, shoes, attention), so that no two sequences of a person are alike."""
+
+    def wobble(value: float, relative: float) -> float:
+        return float(value * rng.normal(1.0, relative))
+
+    body = replace(
+        body,
+        torso_lean=body.torso_lean + float(np.deg2rad(rng.normal(0.0, 1.5))),
+        head_forward=body.head_forward + float(rng.normal(0.0, 0.006)),
+    )
+    gait = replace(
+        gait,
+        hip_extension=wobble(gait.hip_extension, 0.08),
+        knee_stance=wobble(gait.knee_stance, 0.12),
+        knee_swing=wobble(gait.knee_swing, 0.05),
+        arm_swing=wobble(gait.arm_swing, 0.15),
+        elbow_flexion=wobble(gait.elbow_flexion, 0.15),
+        arm_abduction=wobble(gait.arm_abduction, 0.2),
+        lateral_sway=wobble(gait.lateral_sway, 0.15),
+    )
+    return body, gait
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from gader.data.record import FrameLabels, SequenceRecord
 from gader.data.synth import render, scene
-from gader.data.synth.body import Identity, sample_identity
+from gader.data.synth.body import Identity, sample_identity, vary_for_sequence
 from gader.data.synth.camera import Camera
 from gader.data.synth.kinematics import Skeleton, pose_sequence
 from gader.data.synth.motion import STATE_STAND, MotionPlan, straight_walk, wild_walk
@@ -40,24 +40,24 @@ class Preset:
 
 PRESETS = {
     "casia": Preset(
-        "casia",
-        (320, 240),
-        25.0,
-        (50, 80),
-        (0.05, 0.3),
-        len(CASIA_CONDITIONS) * len(VIEWS),
-        "CASIA-B-like: 10 sequences (nm-01..06, bg-01..02, cl-01..02) x 11 views per person, straight walks, "
-        "static camera at about 1.2 m, 5-6.5 m away",
+        name="casia",
+        frame_size=(320, 240),
+        fps=25.0,
+        frames=(50, 80),
+        noise=(0.05, 0.3),
+        sequences_per_subject=len(CASIA_CONDITIONS) * len(VIEWS),
+        description="CASIA-B-like: 10 sequences (nm-01..06, bg-01..02, cl-01..02) x 11 views per person, "
+        "straight walks, static camera at about 1.2 m, 5-6.5 m away",
     ),
     "wild": Preset(
-        "wild",
-        (480, 360),
-        25.0,
-        (125, 250),
-        (0.0, 0.6),
-        8,
-        "unconstrained: walk / stop / stand / turn, occluders and a tilting camera (partial bodies), "
-        "4-50 m distance, cameras from eye level to UAV-like heights, low resolution and blur far away",
+        name="wild",
+        frame_size=(480, 360),
+        fps=25.0,
+        frames=(125, 250),
+        noise=(0.0, 0.6),
+        sequences_per_subject=8,
+        description="unconstrained: walk / stop / stand / turn, occluders and a tilting camera (partial "
+        "bodies), 4-50 m distance, eye-level to UAV-like cameras, low resolution and blur far away",
     ),
 }
 
@@ -98,9 +98,7 @@ def plan_dataset(
             continue
         count = sequences_per_subject or PRESETS[preset].sequences_per_subject
         views = np.random.default_rng([seed, subject, 0xA11]).choice(VIEWS, size=count)
-        specs += [
-            SequenceSpec(seed, subject, f"wild-{i + 1:02d}", int(v), preset) for i, v in enumerate(views)
-        ]
+        specs += [SequenceSpec(seed, subject, f"wild-{i + 1:02d}", int(v), preset) for i, v in enumerate(views)]
     return specs
 
 
@@ -163,9 +161,7 @@ def _wild_scene(skeleton, identity, plan, spec, rng, size) -> _Scene:
     height_m = rng.uniform(8.0, 30.0) if rng.random() < 0.3 else rng.uniform(1.2, 5.0)
     focal_min = 26.0 * distance / identity.body.height  # keep the body at least ~26 pixels tall
     focal_max = rng.uniform(0.8, 6.0) * size[0]
-    camera = _place_camera(
-        skeleton, identity, plan, spec.view, distance, height_m, focal_max, focal_min, size
-    )
+    camera = _place_camera(skeleton, identity, plan, spec.view, distance, height_m, focal_max, focal_min, size)
     mode = str(rng.choice(["none", "occluder", "tilt"], p=[0.4, 0.35, 0.25]))
     tilt = np.zeros(frames)
     occluder = None
@@ -225,8 +221,9 @@ def render_frames(spec: SequenceSpec) -> Rendered:
     preset = PRESETS[spec.preset]
     size = spec.frame_size or preset.frame_size
     identity = sample_identity(spec.seed, spec.subject_index)
-    body, gait, look = identity.body, identity.gait, identity.appearance
+    look = identity.appearance
     rng = np.random.default_rng(spec.seed_sequence)
+    body, gait = vary_for_sequence(identity.body, identity.gait, rng)
     frames = int(rng.integers(preset.frames[0], preset.frames[1] + 1))
 
     # What the person wears and does.
@@ -258,9 +255,7 @@ def render_frames(spec: SequenceSpec) -> Rendered:
     make_scene = _casia_scene if spec.preset == "casia" else _wild_scene
     setting = make_scene(skeleton, identity, plan, spec, rng, size)
     camera = setting.camera
-    raster = render.rasterise(
-        render.build_shapes(skeleton, body, clothing), camera, skeleton.joints["pelvis"]
-    )
+    raster = render.rasterise(render.build_shapes(skeleton, body, clothing), camera, skeleton.joints["pelvis"])
     labels = raster.labels
     occluded = None
     if setting.occluder is not None:
@@ -300,8 +295,9 @@ def render_frames(spec: SequenceSpec) -> Rendered:
     # Imperfect segmentation, and long range.
     noise = spec.noise if spec.noise is not None else rng.uniform(*preset.noise)
     feet, _ = camera.project(np.stack([skeleton.joints["toe_r"], skeleton.joints["toe_l"]], axis=1))
+    thickness = float(rng.uniform(-1.0, 1.0)) if spec.noise is None else 0.0
     masks = scene.degrade_masks(
-        visible.copy(), labels, raster.body_bottom, feet[..., 0].mean(axis=1), full_height, noise, rng
+        visible.copy(), labels, raster.body_bottom, feet[..., 0].mean(axis=1), full_height, noise, rng, thickness
     )
     masks = masks.astype(np.uint8) * np.uint8(255)
     body_pixels = float(np.median(full_height))
@@ -332,6 +328,7 @@ def render_frames(spec: SequenceSpec) -> Rendered:
         "fps": preset.fps,
         "speed_mps": round(float(plan.speed), 3),
         "noise": round(float(noise), 3),
+        "mask_thickness": round(thickness, 3),
         "long_range_scale": round(scale, 3),
         "partial_mode": setting.partial_mode,
         "rendered_frames": frames,

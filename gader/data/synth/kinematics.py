@@ -39,9 +39,7 @@ def periodic_spline(keys: np.ndarray, values: np.ndarray, phase: np.ndarray) -> 
     p0, p1 = values[(segment - 1) % k], values[segment % k]
     p2, p3 = values[(segment + 1) % k], values[(segment + 2) % k]
     t2, t3 = t * t, t * t * t
-    return 0.5 * (
-        2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3
-    )
+    return 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
 
 
 @dataclass(frozen=True)
@@ -103,17 +101,13 @@ def _rotation_z(angle: np.ndarray) -> np.ndarray:
     """[..., 3, 3] rotations about z."""
     c, s = np.cos(angle), np.sin(angle)
     zero, one = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack(
-        [np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2
-    )
+    return np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
 
 
 def _rotation_y(angle: np.ndarray) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     zero, one = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack(
-        [np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2
-    )
+    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2)
 
 
 def _apply(rotation: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -200,9 +194,7 @@ def pose_sequence(
         foot_forward = _apply(
             body_rotation @ toe_out, np.stack([np.cos(foot_pitch), np.zeros(frames), np.sin(foot_pitch)], -1)
         )
-        foot_up = _apply(
-            body_rotation, np.stack([-np.sin(foot_pitch), np.zeros(frames), np.cos(foot_pitch)], -1)
-        )
+        foot_up = _apply(body_rotation, np.stack([-np.sin(foot_pitch), np.zeros(frames), np.cos(foot_pitch)], -1))
         heel = ankle - body.ankle_height * foot_up - 0.22 * body.foot * foot_forward
         joints[f"hip_{name}"], joints[f"knee_{name}"], joints[f"ankle_{name}"] = hip, knee, ankle
         joints[f"heel_{name}"], joints[f"toe_{name}"] = heel, heel + body.foot * foot_forward
@@ -230,9 +222,9 @@ def pose_sequence(
         asymmetry = (1 + side * gait.arm_swing_asymmetry) * (0.3 if side == carry_side else 1.0)
         swing = -gait.arm_swing * asymmetry * np.cos(TAU * phase) * (1 + jitter[:, 3])
         shoulder_flex = w * (deg(4) + swing) + (1 - w) * deg(2)
-        elbow = w * (gait.elbow_flexion + gait.elbow_swing * 0.5 * (1 - np.cos(TAU * phase + np.pi))) + (
-            1 - w
-        ) * deg(12)
+        elbow = w * (gait.elbow_flexion + gait.elbow_swing * 0.5 * (1 - np.cos(TAU * phase + np.pi))) + (1 - w) * deg(
+            12
+        )
         drop = body.shoulder_drop * side
         shoulder = neck_base + _apply(
             thorax_rotation,
@@ -271,9 +263,7 @@ def pose_sequence(
     lift = -feet.min(axis=1)  # [T]
     lateral = _apply(
         body_rotation,
-        np.stack(
-            [np.zeros(frames), w * gait.lateral_sway * np.sin(cycle) + motion.sway, np.zeros(frames)], -1
-        ),
+        np.stack([np.zeros(frames), w * gait.lateral_sway * np.sin(cycle) + motion.sway, np.zeros(frames)], -1),
     )
     offset = np.concatenate([motion.position, np.zeros((frames, 1))], axis=1) + lateral
     offset[:, 2] += lift

@@ -58,15 +58,11 @@ def _track(
     # Standing: slow postural sway and an occasional weight shift from one leg to the other.
     t = np.arange(frames) / fps
     sway = (
-        (1 - walk)
-        * rng.uniform(0.004, 0.012)
-        * np.sin(2 * np.pi * rng.uniform(0.15, 0.35) * t + rng.uniform(0, 6.3))
+        (1 - walk) * rng.uniform(0.004, 0.012) * np.sin(2 * np.pi * rng.uniform(0.15, 0.35) * t + rng.uniform(0, 6.3))
     )
     shifts = np.repeat(rng.choice([-1.0, 0.0, 1.0], size=frames // int(2 * fps) + 2), int(2 * fps))[:frames]
     weight = (1 - walk) * _smooth(shifts, int(0.8 * fps))
-    track = MotionTrack(
-        phase=phase, walk=walk, heading=heading, position=position, sway=sway, weight_shift=weight
-    )
+    track = MotionTrack(phase=phase, walk=walk, heading=heading, position=position, sway=sway, weight_shift=weight)
     return track, speed
 
 
@@ -79,17 +75,13 @@ def straight_walk(
     speed_scale: float = 1.0,
 ) -> MotionPlan:
     """Walking in a straight line along +x, centred on the origin (CASIA-B style)."""
-    track, speed = _track(
-        np.ones(frames), np.zeros(frames), fps, gait, body, rng, speed_scale, np.zeros(2), 0.0
-    )
+    track, speed = _track(np.ones(frames), np.zeros(frames), fps, gait, body, rng, speed_scale, np.zeros(2), 0.0)
     track.position = track.position - track.position.mean(axis=0) + np.array([0.0, rng.normal(0, 0.05)])
     jitter = _cycle_jitter(track.phase, rng, (0.05, 0.05, 0.08, 0.08))
     return MotionPlan(track, np.zeros(frames, np.uint8), jitter, speed, speed_scale**0.5)
 
 
-def wild_walk(
-    frames: int, fps: float, body: BodyShape, gait: GaitStyle, rng: np.random.Generator
-) -> MotionPlan:
+def wild_walk(frames: int, fps: float, body: BodyShape, gait: GaitStyle, rng: np.random.Generator) -> MotionPlan:
     """Walk, stop, stand, walk on, turn, in realistic orders and durations."""
     states = np.zeros(frames, np.uint8)
     heading_rate = np.zeros(frames)
@@ -104,9 +96,7 @@ def wild_walk(
             following = STATE_WALK
         else:
             length = int(rng.uniform(0.8, 1.8) * fps)
-            heading_rate[t : t + length] = (
-                rng.choice([-1, 1]) * np.deg2rad(rng.uniform(50, 140)) / (length / fps)
-            )
+            heading_rate[t : t + length] = rng.choice([-1, 1]) * np.deg2rad(rng.uniform(50, 140)) / (length / fps)
             following = STATE_WALK
         states[t : t + length] = state
         t += length

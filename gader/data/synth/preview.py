@@ -33,8 +33,7 @@ def _strip(frames: np.ndarray, count: int = STRIP_FRAMES) -> np.ndarray:
 def _label_bar(record: SequenceRecord) -> np.ndarray:
     """[4, T, 3] colour bar of the per-frame labels."""
     colours = [
-        LABEL_COLOURS[(bool(g), bool(f))]
-        for g, f in zip(record.labels.gait, record.labels.full_body, strict=True)
+        LABEL_COLOURS[(bool(g), bool(f))] for g, f in zip(record.labels.gait, record.labels.full_body, strict=True)
     ]
     return np.repeat(np.array(colours)[None], 4, axis=0)
 
@@ -86,9 +85,7 @@ def make_preview(out: str | Path, seed: int = 0, casia_root: str | Path | None =
         frame_axes.imshow(rendered.rgb[middle])
         frame_axes.contour(rendered.masks[middle] > 0, levels=[0.5], colors="yellow", linewidths=0.6)
         meta = record.meta
-        frame_axes.set_title(
-            f"{title}\n{meta['distance_m']:.1f} m, pitch {meta['pitch_deg']:.0f}°", fontsize=8
-        )
+        frame_axes.set_title(f"{title}\n{meta['distance_m']:.1f} m, pitch {meta['pitch_deg']:.0f}°", fontsize=8)
         frame_axes.axis("off")
         strip_axes = figure.add_subplot(grid[row, 1])
         silhouettes = np.repeat(record.silhouettes[..., None], 3, axis=-1)

@@ -65,18 +65,12 @@ class Shapes:
 def _ellipse(centre: np.ndarray, axis_a: np.ndarray, axis_b: np.ndarray, points: int = 14) -> np.ndarray:
     """[T, points, 3] on the ellipse centre + a cos t + b sin t."""
     t = np.linspace(0, 2 * np.pi, points, endpoint=False)
-    return (
-        centre[:, None]
-        + np.cos(t)[None, :, None] * axis_a[:, None]
-        + np.sin(t)[None, :, None] * axis_b[:, None]
-    )
+    return centre[:, None] + np.cos(t)[None, :, None] * axis_a[:, None] + np.sin(t)[None, :, None] * axis_b[:, None]
 
 
 def _ellipsoid(centre: np.ndarray, ax: np.ndarray, ay: np.ndarray, az: np.ndarray) -> np.ndarray:
     """[T, 36, 3]: three great ellipses of the ellipsoid with semi-axis vectors ax, ay, az [T, 3]."""
-    return np.concatenate(
-        [_ellipse(centre, ax, ay, 12), _ellipse(centre, ax, az, 12), _ellipse(centre, ay, az, 12)], 1
-    )
+    return np.concatenate([_ellipse(centre, ax, ay, 12), _ellipse(centre, ax, az, 12), _ellipse(centre, ay, az, 12)], 1)
 
 
 def build_shapes(skeleton: Skeleton, body: BodyShape, clothing: Clothing) -> Shapes:
@@ -121,9 +115,7 @@ def build_shapes(skeleton: Skeleton, body: BodyShape, clothing: Clothing) -> Sha
         left_leg = j["hip_l"] + hem * (j["knee_l"] - j["hip_l"])
         centre = 0.5 * (right + left_leg)
         spread = right - left_leg
-        half_width = (
-            np.abs(np.einsum("ti,ti->t", spread, pelvis_left))[:, None] / 2 + body.thigh_radius + 0.05
-        )
+        half_width = np.abs(np.einsum("ti,ti->t", spread, pelvis_left))[:, None] / 2 + body.thigh_radius + 0.05
         half_depth = np.abs(np.einsum("ti,ti->t", spread, pelvis_fwd))[:, None] / 2 + body.thigh_radius + 0.05
         hem_points = _ellipse(centre, half_width * pelvis_left, half_depth * pelvis_fwd)
         coat_points = np.concatenate([hem_points, trunk_points[:, 14:]], axis=1)
@@ -209,28 +201,22 @@ def build_shapes(skeleton: Skeleton, body: BodyShape, clothing: Clothing) -> Sha
         hem = max(shank_cloth * 0.8, 1.0) * body.ankle_radius  # trousers stay wide down to the ankle
         shapes.capsules.append((shank, calf, j[f"ankle_{name}"], calf_r, hem))
         lift = 0.45 * body.ankle_height * world_up
-        shapes.capsules.append((foot, j[f"heel_{name}"] + lift, j[f"toe_{name}"] + 0.6 * lift, 0.034, 0.03))
+        shapes.capsules.append((foot, j[f"heel_{name}"] + lift, j[f"toe_{name}"] + 0.6 * lift, 0.032, 0.026))
 
     if clothing.bag_kind == "backpack":
         centre = j["chest"] - (body.chest_half_depth * scale + 0.08) * fwd - 0.06 * up
         shapes.solids.append((BAG, _ellipsoid(centre, 0.085 * fwd, 0.16 * left, 0.21 * up), (0, 36)))
     elif clothing.bag_kind == "shoulder":
         side = clothing.bag_side
-        centre = (
-            j["pelvis"] + (side * (body.pelvis_half_width * scale + 0.055)) * pelvis_left + 0.02 * world_up
-        )
-        shapes.solids.append(
-            (BAG, _ellipsoid(centre, 0.15 * pelvis_fwd, 0.045 * pelvis_left, 0.12 * up), (0, 36))
-        )
+        centre = j["pelvis"] + (side * (body.pelvis_half_width * scale + 0.055)) * pelvis_left + 0.02 * world_up
+        shapes.solids.append((BAG, _ellipsoid(centre, 0.15 * pelvis_fwd, 0.045 * pelvis_left, 0.12 * up), (0, 36)))
         shoulder = j["shoulder_l" if side < 0 else "shoulder_r"]
         shapes.capsules.append((STRAP, shoulder, centre + 0.1 * up, 0.014, 0.014))
     elif clothing.bag_kind == "handbag":
         hand = j["hand_l" if clothing.bag_side > 0 else "hand_r"]
         centre = hand - 0.13 * world_up
         vertical = np.broadcast_to(world_up, hand.shape)
-        shapes.solids.append(
-            (BAG, _ellipsoid(centre, 0.13 * pelvis_fwd, 0.05 * pelvis_left, 0.11 * vertical), (0, 36))
-        )
+        shapes.solids.append((BAG, _ellipsoid(centre, 0.13 * pelvis_fwd, 0.05 * pelvis_left, 0.11 * vertical), (0, 36)))
     return shapes
 
 
@@ -272,13 +258,9 @@ def rasterise(shapes: Shapes, camera: Camera, pelvis: np.ndarray) -> Raster:
                 cv2.fillConvexPoly(canvas, cv2.convexHull(points), int(part), cv2.LINE_8, SUBPIXEL_BITS)
                 continue
             for start, end in zip(bounds[:-2], bounds[2:], strict=True):  # consecutive slice pairs
-                cv2.fillConvexPoly(
-                    canvas, cv2.convexHull(points[start:end]), int(part), cv2.LINE_8, SUBPIXEL_BITS
-                )
+                cv2.fillConvexPoly(canvas, cv2.convexHull(points[start:end]), int(part), cv2.LINE_8, SUBPIXEL_BITS)
     _uv, pelvis_depth = camera.project(pelvis[:, None, :])
-    return Raster(
-        labels=labels, body_top=all_v.min(axis=1), body_bottom=all_v.max(axis=1), depth=pelvis_depth[:, 0]
-    )
+    return Raster(labels=labels, body_top=all_v.min(axis=1), body_bottom=all_v.max(axis=1), depth=pelvis_depth[:, 0])
 
 
 def occluder_mask(camera: Camera, box_min: np.ndarray, box_max: np.ndarray, frames: int) -> np.ndarray:

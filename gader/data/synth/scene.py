@@ -121,9 +121,22 @@ def degrade_masks(
     body_height: np.ndarray,
     level: float,
     rng: np.random.Generator,
+    thickness: float = 0.0,
 ) -> np.ndarray:
     """Segmentation errors at a controlled ``level`` (0 clean .. 1 poor), in place on bool masks [T, H, W]:
-    missing thin limbs, holes, ragged edges, and false blobs (a shadow at the feet, clutter)."""
+    missing thin limbs, holes, ragged edges, and false blobs (a shadow at the feet, clutter).
+
+    ``thickness`` (-1 .. 1) is a segmenter's systematic bias for the whole sequence (its threshold): the
+    silhouette grows or shrinks by up to 0.8 % of the body height.
+    """
+    if thickness:
+        for t in range(len(masks)):
+            radius = abs(thickness) * 0.008 * float(body_height[t])
+            if radius >= 0.5:
+                size = 2 * round(radius) + 1
+                kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+                operation = cv2.dilate if thickness > 0 else cv2.erode
+                masks[t] = operation(masks[t].astype(np.uint8), kernel).astype(bool)
     if level <= 0:
         return masks
     frames, height, width = masks.shape
