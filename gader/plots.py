@@ -1,4 +1,4 @@
-"""Figures people would rather look at than read: CMC, DET, ROC, CASIA-B view matrices.
+"""Figures people would rather look at than read: CMC, DET, ROC, view matrices, training curves, DHS.
 
 Matplotlib with the Agg backend (no display needed); every function writes one PNG and returns its path.
 """
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # before pyplot is imported: no display needed
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -95,4 +96,93 @@ def plot_view_matrix(accuracy: np.ndarray, views: Sequence[str], conditions: Seq
         axes.set_yticks(range(len(views)), views, fontsize=7)
         axes.set(xlabel="gallery view", ylabel="probe view", title=f"{name} rank-1 (%)")
     figure.colorbar(image, ax=list(axes_row), shrink=0.8)
+    return _save(figure, path)
+
+
+def plot_training_curves(records: list[dict], path: str | Path) -> Path:
+    """Loss terms against iterations, with validation rank-1 on a second axis."""
+    steps = [r for r in records if "loss" in r]
+    checks = [r for r in records if "validation" in r]
+    figure, axes = plt.subplots(figsize=(7, 4), layout="constrained")
+    if steps:
+        x = [r["iteration"] for r in steps]
+        for key, style in (("loss", "-"), ("sil_triplet", "--"), ("sil_ce", ":"), ("distill", "-.")):
+            values = [r.get(key) for r in steps]
+            if any(v is not None for v in values):
+                axes.plot(x, [np.nan if v is None else v for v in values], style, label=key)
+        axes.set(xlabel="iteration", ylabel="loss")
+        axes.grid(alpha=0.3)
+    if checks:
+        right = axes.twinx()
+        x = [r["iteration"] for r in checks]
+        rank1 = [r["validation"]["rank1"] for r in checks]
+        if isinstance(rank1[0], dict):  # CASIA-B: one curve per condition
+            for name in ("NM", "BG", "CL"):
+                right.plot(x, [v.get(name) for v in rank1], "o-", label=f"val {name}", alpha=0.8)
+        else:
+            right.plot(x, rank1, "o-", color="black", label="val rank-1")
+        right.set(ylabel="validation rank-1 (%)", ylim=(0, 100))
+        right.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="upper right", fontsize=8)
+    axes.set_title("training")
+    return _save(figure, path)
+
+
+DETECTOR_COLOURS = {  # per class in DETECTOR_CLASSES order: full-gait, full-standing, partial-gait, partial-standing
+    0: (0.20, 0.65, 0.30),
+    1: (0.25, 0.45, 0.85),
+    2: (0.95, 0.60, 0.10),
+    3: (0.85, 0.20, 0.20),
+}
+
+
+def plot_detection(dhs: np.ndarray, report, path: str | Path, truth: np.ndarray | None = None, title: str = "") -> Path:
+    """The DHS with the detector's gait segments and kept windows on top, and colour bars of the per-frame
+    labels (detected, and ground truth when given) underneath."""
+    from gader.data.record import DETECTOR_CLASSES
+
+    frames = dhs.shape[1]
+    rows = 2 if truth is None else 3
+    figure, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(max(6, min(16, frames / 12)), 3.2 + 0.4 * rows),
+        height_ratios=[6] + [1] * (rows - 1),
+        sharex=True,
+        layout="constrained",
+    )
+    axes[0].imshow(
+        dhs, cmap="gray", aspect="auto", interpolation="nearest", extent=(-0.5, frames - 0.5, dhs.shape[0] - 0.5, -0.5)
+    )
+    for start, end, _cls, _score in report.windows:
+        axes[0].axvspan(start - 0.5, end + 0.5, color="yellow", alpha=0.08)
+    for segment in report.segments:
+        axes[0].add_patch(
+            matplotlib.patches.Rectangle(
+                (segment.start - 0.5, -0.5),
+                segment.end - segment.start + 1,
+                dhs.shape[0],
+                fill=False,
+                edgecolor="yellow",
+                linewidth=2,
+            )
+        )
+        axes[0].text(segment.start, 1.5, f"gait {segment.score:.2f}", color="yellow", fontsize=8, va="top")
+    verdict = "usable" if report.usable else "not usable"
+    axes[0].set(ylabel="body width", title=title or f"DHS: gait fraction {report.gait_fraction:.2f}, {verdict}")
+
+    def bar(axis, classes, label):
+        colours = np.array([DETECTOR_COLOURS[int(c)] for c in classes])[None]
+        axis.imshow(colours, aspect="auto", extent=(-0.5, frames - 0.5, 0, 1))
+        axis.set_yticks([])
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+
+    bar(axes[1], [DETECTOR_CLASSES.index(label) for label in report.frame_labels], "detected")
+    if truth is not None:
+        bar(axes[2], truth, "truth")
+    axes[-1].set_xlabel("frame")
+    handles = [
+        matplotlib.patches.Patch(color=DETECTOR_COLOURS[i], label=name) for i, name in enumerate(DETECTOR_CLASSES)
+    ]
+    axes[0].legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
     return _save(figure, path)

@@ -31,3 +31,27 @@ def casia_train() -> Path:
 def opengait_sample() -> Path:
     """../shared/data/casia-b/opengait-pkl-sample: three sequences in OpenGait's .pkl layout."""
     return _require(SHARED_DATA / "casia-b" / "opengait-pkl-sample")
+
+
+@pytest.fixture(scope="session")
+def synth_casia(tmp_path_factory) -> Path:
+    """A small SynthGait casia-preset dataset (ratios and RGB included): 4 people, 8 conditions, 2 views."""
+    from gader.data.synth.generator import plan_dataset
+    from gader.data.synth.make import make_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "casia"
+    keep = {"nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "nm-06", "bg-01", "cl-01"}
+    specs = [s for s in plan_dataset(4, seed=3) if s.condition in keep and s.view in (54, 90)]
+    make_dataset(out, specs, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_wild(tmp_path_factory) -> Path:
+    """A small SynthGait wild dataset (walk / stand / partial, labelled per frame): 4 people x 2 sequences."""
+    from gader.data.synth.generator import plan_dataset
+    from gader.data.synth.make import make_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "wild"
+    make_dataset(out, plan_dataset(4, seed=5, preset="wild", sequences_per_subject=2), workers=1, progress=False)
+    return out

@@ -11,7 +11,7 @@ import sys
 import typer
 from typer.exceptions import Abort, TyperException
 
-from gader.cli import data_commands, eval_commands, synth_commands
+from gader.cli import data_commands, detector_commands, eval_commands, model_commands, synth_commands
 from gader.errors import GaderError
 
 app = typer.Typer(
@@ -23,6 +23,12 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(synth_commands.app, name="synth")
+app.add_typer(model_commands.train_app, name="train")
+app.command("eval")(model_commands.evaluate)
+app.command("import-opengait")(model_commands.import_opengait)
+model_commands.train_app.command("detector")(detector_commands.train_detector)
+app.command("eval-detector")(detector_commands.eval_detector)
+app.command("detect")(detector_commands.detect)
 eval_commands.register(app)
 
 

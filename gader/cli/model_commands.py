@@ -1,0 +1,115 @@
+"""``gader train gar``, ``gader eval``: train GAR models and evaluate them on datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from gader.cli.eval_commands import Distance, Protocol, _print_table, write_plots
+from gader.cli.output import err_console, print_json
+
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+
+
+@train_app.command("gar")
+def train_gar(
+    config: Path = typer.Option(..., "--config", help="TOML training config (configs/gar/*.toml)."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default: runs/<id>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
+) -> None:
+    """Train a GAR model (any backbone; ratio attention and RGB distillation as configured).
+
+    Under torchrun it trains with DistributedDataParallel (gloo on CPU, nccl on GPU).
+    """
+    from gader.training.config import load_config
+    from gader.training.trainer import train
+
+    settings = load_config(config, overrides)
+    result = train(settings, out or Path("runs") / settings.id, resume=resume)
+    if result.model_dir is not None:
+        err_console.print(
+            f"trained {result.iterations} iterations in {result.seconds / 60:.1f} min; model in {result.model_dir}"
+        )
+
+
+def evaluate(
+    model: str = typer.Option(..., "--model", help="Model directory or shipped model id."),
+    data: Path = typer.Option(..., "--data", help="Dataset directory (any supported layout)."),
+    protocol: Protocol = typer.Option(..., "--protocol", help="casia-b, open-set or verification."),
+    distance: Distance | None = typer.Option(None, "--distance", help="Default: the model card's distance."),
+    gallery: str = typer.Option(
+        "nm-01,nm-02,nm-03,nm-04",
+        "--gallery-conditions",
+        help="open-set / verification: the gallery's conditions (the rest are probes).",
+    ),
+    no_ratios: bool = typer.Option(False, "--no-ratios", help="Ignore ratios in the data (ablation)."),
+    max_frames: int = typer.Option(720, "--max-frames", min=1, help="Frames per sequence at most (OpenGait: 720)."),
+    save: Path | None = typer.Option(None, "--save-embeddings", help="Also write the embeddings (.npz)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object, as eval-embeddings does."),
+    plot: Path | None = typer.Option(None, "--plot", help="Directory to write PNG curves into."),
+) -> None:
+    """Embed a dataset with a model (all frames of each sequence, batched by length) and evaluate it."""
+    import torch
+
+    from gader import protocols
+    from gader.data import open_dataset
+    from gader.embedding import embed_dataset
+    from gader.model_io import load_model
+
+    loaded = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
+    dataset = open_dataset(data)
+    embeddings, infos = embed_dataset(
+        loaded.embedder,
+        dataset,
+        loaded.embedder.input_size,
+        use_ratios=not no_ratios,
+        max_frames=max_frames,
+        device=next(loaded.embedder.parameters()).device,
+    )
+    conditions = np.array([i.condition for i in infos])
+    gallery_conditions = [c.strip().lower() for c in gallery.split(",") if c.strip()]
+    result_set = protocols.EmbeddingSet(
+        embeddings,
+        np.array([i.subject for i in infos]),
+        conditions,
+        np.array([i.view for i in infos]),
+        is_probe=None if protocol == Protocol.casia_b else ~np.isin(np.char.lower(conditions), gallery_conditions),
+    )
+    if save is not None:
+        result_set.save(save)
+    result = protocols.evaluate(result_set, protocol.value, (distance.value if distance else loaded.card.distance))
+    if plot is not None:
+        for path in write_plots(result, plot):
+            err_console.print(f"wrote {path}")
+    if as_json:
+        print_json(result.summary)
+    else:
+        _print_table(protocol.value, result.summary)
+
+
+def import_opengait(
+    checkpoint: Path = typer.Argument(..., help="OpenGait checkpoint (.pt with {'model': state_dict, ...})."),
+    arch: str = typer.Option(..., "--arch", help="gaitset, gaitpart, gaitgl or gaitbase."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    model_id: str | None = typer.Option(None, "--id", help="Model id (default: the checkpoint's file name)."),
+    input_width: int = typer.Option(44, "--input-width", help="Width the model was trained at (OpenGait: 44)."),
+    bnneck_part_major: bool = typer.Option(
+        False, "--bnneck-part-major", help="GaitBase from older OpenGait versions (BNNeck flattened part-major)."
+    ),
+) -> None:
+    """Turn an OpenGait-trained checkpoint into a gader model that the service can load."""
+    from gader.model_io import ModelCard, save_model
+    from gader.opengait_import import import_checkpoint
+
+    model, iteration = import_checkpoint(checkpoint, arch, input_width, bnneck_part_major)
+    card = ModelCard(
+        id=model_id or checkpoint.stem,
+        gar={},
+        description=f"{arch} imported from the OpenGait checkpoint {checkpoint.name}",
+        training={"source": "opengait", "checkpoint": checkpoint.name, "iteration": iteration},
+    )
+    path = save_model(out, model.embedder(), card)
+    err_console.print(f"wrote {path} ({arch}, embedding {card.embedding_shape[0]} x {card.embedding_shape[1]} parts)")

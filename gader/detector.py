@@ -1,0 +1,249 @@
+"""GADER's gait detector (§3.1): classify windows of the Double Helical Signature, keep the full-body
+gait windows, suppress overlaps, merge neighbours, and decide whether a sequence holds usable gait.
+
+- Classifier: five convolution layers over a DHS window (an image ``W x t``: body width by time), a
+  max over the window's time axis (so any window length works), and an MLP over the four classes
+  {full, partial} x {gait, standing}; trained with cross-entropy on random windows.
+- Inference: windows of several lengths and strides over the whole DHS, all classified in one batch;
+  windows predicted *full + gait* above a score threshold survive non-maximum suppression; survivors
+  closer than a gap are merged into gait segments. Each frame's label is the class with the highest mean
+  probability over the windows that cover it. The share of frames inside gait segments decides ``usable``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gader.data.record import DETECTOR_CLASSES
+from gader.dhs import KNEE_FRACTION, double_helical_signature
+from gader.errors import GaderError
+
+FULL_GAIT = 0  # index of "full-gait" in DETECTOR_CLASSES
+
+
+@dataclass
+class DetectorConfig:
+    """Everything the detector needs, with the defaults it ships with (docs/models.md explains each)."""
+
+    # DHS extraction
+    knee_fraction: float = KNEE_FRACTION  # knee height above the sole, share of the aligned height
+    band: int = 3  # rows averaged around the knee row
+    width: int = 44  # DHS width: the side-cut aligned silhouette width
+    # network
+    channels: tuple[int, int, int, int, int] = (16, 32, 48, 64, 96)
+    hidden: int = 128
+    # inference
+    window_lengths: tuple[int, ...] = (16, 24, 36)  # frames
+    stride: int = 4  # frames between window starts
+    score_threshold: float = 0.5  # minimum full-gait probability of a kept window
+    nms_iou: float = 0.5  # windows overlapping a better one by more than this are suppressed
+    merge_gap: int = 6  # kept windows at most this many frames apart are merged into one segment
+    min_gait_fraction: float = 0.3  # usable when at least this share of frames is in gait segments ...
+    min_gait_frames: int = 15  # ... and at least this many frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DetectorConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise GaderError(f"detector config: unknown setting(s) {', '.join(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+
+def dhs_of(silhouettes: np.ndarray, config: DetectorConfig) -> np.ndarray:
+    """Aligned silhouettes uint8 [T, 64, 64|44] -> DHS float32 [width, T] in [0, 1]."""
+    if silhouettes.shape[2] == 64:
+        silhouettes = silhouettes[:, :, 10:-10]
+    dhs = double_helical_signature(silhouettes, config.knee_fraction, config.band)  # [w, T]
+    if dhs.shape[0] != config.width:
+        import cv2
+
+        dhs = cv2.resize(dhs, (dhs.shape[1], config.width), interpolation=cv2.INTER_AREA)
+    return dhs.astype(np.float32)
+
+
+class DHSClassifier(nn.Module):
+    """DHS windows [n, 1, W, t] (+ time mask [n, t]) -> class logits [n, 4]."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        inputs = (1, *config.channels[:-1])
+        self.convs = nn.ModuleList(
+            nn.Conv2d(i, o, 3, padding=1, bias=False) for i, o in zip(inputs, config.channels, strict=True)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm2d(o) for o in config.channels)
+        in_channels = config.channels[-1]
+        self.pool_after = {1, 3}  # halve the body-width axis after the 2nd and 4th layers (44 -> 22 -> 11)
+        width = config.width
+        for _ in self.pool_after:
+            width //= 2
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels * width, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.2),
+            nn.Linear(config.hidden, len(DETECTOR_CLASSES)),
+        )
+
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = windows  # [n, 1, W, t]
+        for index, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            x = F.relu(norm(conv(x)))
+            if mask is not None:  # padded time steps stay zero, as the convolutions' own padding
+                x = x * mask[:, None, None, :].to(x.dtype)
+            if index in self.pool_after:
+                x = F.max_pool2d(x, (2, 1))  # [n, c, W/2, t]
+        if mask is not None:
+            x = x.masked_fill(~mask[:, None, None, :], float("-inf"))
+        pooled = x.max(dim=3).values  # temporal max over the window: [n, c, W']
+        return self.mlp(pooled.flatten(1))  # [n, 4]
+
+
+@dataclass
+class Segment:
+    start: int  # first frame (inclusive)
+    end: int  # last frame (inclusive)
+    score: float  # best full-gait probability among the merged windows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "score": round(self.score, 4)}
+
+
+@dataclass
+class DetectionReport:
+    frames: int
+    segments: list[Segment]
+    frame_labels: list[str]  # one of DETECTOR_CLASSES per frame
+    frame_probabilities: np.ndarray  # float32 [T, 4]
+    gait_fraction: float
+    usable: bool
+    windows: list[tuple[int, int, int, float]] = field(default_factory=list)  # (start, end, class, score) kept
+
+    @property
+    def gait_mask(self) -> np.ndarray:
+        mask = np.zeros(self.frames, bool)
+        for segment in self.segments:
+            mask[segment.start : segment.end + 1] = True
+        return mask
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "usable": self.usable,
+            "gait_fraction": round(self.gait_fraction, 4),
+            "frames": self.frames,
+            "gait_frames": int(self.gait_mask.sum()),
+            "segments": [s.to_dict() for s in self.segments],
+            "frame_labels": self.frame_labels,
+        }
+
+
+def window_positions(frames: int, config: DetectorConfig) -> list[tuple[int, int]]:
+    """(start, end exclusive) of every window; a sequence shorter than a length gets one whole window."""
+    positions = set()
+    for length in config.window_lengths:
+        if frames <= length:
+            positions.add((0, frames))
+            continue
+        starts = list(range(0, frames - length + 1, config.stride))
+        if starts[-1] != frames - length:
+            starts.append(frames - length)  # the tail is always covered
+        positions.update((s, s + length) for s in starts)
+    return sorted(positions)
+
+
+def stack_windows(dhs: np.ndarray, positions: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """DHS [W, T] -> padded windows [n, 1, W, t_max] and mask [n, t_max]."""
+    longest = max(end - start for start, end in positions)
+    windows = np.zeros((len(positions), 1, dhs.shape[0], longest), np.float32)
+    mask = np.zeros((len(positions), longest), bool)
+    for i, (start, end) in enumerate(positions):
+        windows[i, 0, :, : end - start] = dhs[:, start:end]
+        mask[i, : end - start] = True
+    return torch.from_numpy(windows), torch.from_numpy(mask)
+
+
+def _iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union else 0.0
+
+
+def suppress_and_merge(
+    positions: list[tuple[int, int]], scores: np.ndarray, config: DetectorConfig
+) -> tuple[list[Segment], list[int]]:
+    """Non-maximum suppression of full-gait windows, then merging of survivors closer than the gap."""
+    candidates = [i for i in np.argsort(-scores) if scores[i] >= config.score_threshold]
+    kept: list[int] = []
+    for index in candidates:
+        if all(_iou(positions[index], positions[other]) <= config.nms_iou for other in kept):
+            kept.append(index)
+    segments: list[Segment] = []
+    for index in sorted(kept, key=lambda i: positions[i][0]):
+        start, end = positions[index][0], positions[index][1] - 1
+        if segments and start - segments[-1].end - 1 <= config.merge_gap:
+            last = segments[-1]
+            segments[-1] = Segment(last.start, max(last.end, end), max(last.score, float(scores[index])))
+        else:
+            segments.append(Segment(start, end, float(scores[index])))
+    return segments, kept
+
+
+class GaitDetector:
+    """The whole inference procedure around a trained ``DHSClassifier``."""
+
+    def __init__(
+        self, classifier: DHSClassifier, config: DetectorConfig | None = None, device: str | torch.device = "cpu"
+    ) -> None:
+        self.classifier = classifier.eval().to(device)
+        self.config = config or classifier.config
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def probabilities(self, windows: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        logits = self.classifier(windows.to(self.device), mask.to(self.device))
+        return torch.softmax(logits, dim=1).cpu().numpy()  # [n, 4]
+
+    def detect(self, silhouettes: np.ndarray) -> DetectionReport:
+        """Aligned silhouettes [T, 64, 64|44] -> the detection report."""
+        if silhouettes.shape[0] == 0:
+            raise GaderError("cannot detect gait in an empty sequence")
+        return self.detect_dhs(dhs_of(silhouettes, self.config))
+
+    def detect_dhs(self, dhs: np.ndarray) -> DetectionReport:
+        """DHS [W, T] -> the detection report."""
+        frames = int(dhs.shape[1])
+        positions = window_positions(frames, self.config)
+        windows, mask = stack_windows(dhs, positions)
+        probabilities = self.probabilities(windows, mask)  # [n, 4], all windows in one forward pass
+        segments, kept = suppress_and_merge(positions, probabilities[:, FULL_GAIT], self.config)
+        # Per frame: mean class probabilities of the windows covering it.
+        totals = np.zeros((frames, len(DETECTOR_CLASSES)), np.float64)
+        counts = np.zeros(frames)
+        for (start, end), p in zip(positions, probabilities, strict=True):
+            totals[start:end] += p
+            counts[start:end] += 1
+        frame_probabilities = (totals / counts[:, None]).astype(np.float32)
+        labels = [DETECTOR_CLASSES[i] for i in frame_probabilities.argmax(axis=1)]
+        gait_frames = sum(s.end - s.start + 1 for s in segments)
+        fraction = gait_frames / frames
+        usable = fraction >= self.config.min_gait_fraction and gait_frames >= min(self.config.min_gait_frames, frames)
+        kept_windows = [
+            (positions[i][0], positions[i][1] - 1, FULL_GAIT, float(probabilities[i, FULL_GAIT])) for i in kept
+        ]
+        return DetectionReport(frames, segments, labels, frame_probabilities, fraction, usable, kept_windows)
+
+    def classify_whole_dhs(self, dhs: np.ndarray) -> int:
+        """The paper's ablation: the whole DHS as one window, one class for the sequence."""
+        windows, mask = stack_windows(dhs, [(0, dhs.shape[1])])
+        return int(self.probabilities(windows, mask)[0].argmax())

@@ -1,0 +1,168 @@
+"""Sequences as users hand them over: ``.npz`` arrays or a ``.zip`` of PNG masks, aligned or full frame.
+
+Accepted (the service's upload format, and what ``gader detect FILE`` reads):
+
+- ``.npz`` with ``silhouettes`` uint8/bool ``[T, H, W]``: either aligned (64x44 or 64x64, OpenGait's
+  geometry) or full-frame person masks, which are pretreated here (ratios recorded from the boxes);
+  optional ``ratios`` float ``[T]`` (aligned input only), optional ``rgb`` uint8 ``[T, H, W, 3]``;
+  optional gader metadata (a file written by ``gader`` keeps its labels and meta);
+- ``.zip`` of PNG masks in file-name order (full frames or aligned).
+
+Never unpickles: arrays are read with ``allow_pickle=False`` (``gader.data.npz``); every problem is a
+``DataFormatError`` that names it.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gader.data.native import read_sequence
+from gader.data.npz import NpzArchive
+from gader.data.record import ALIGNED_HEIGHT, ALIGNED_WIDTHS, SequenceRecord, to_uint8_range
+from gader.errors import DataFormatError
+from gader.silhouettes import pretreat
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_frames: int = 2000
+    max_frame_pixels: int = 1920 * 1080
+    min_frames: int = 1
+
+
+def _is_aligned(silhouettes: np.ndarray) -> bool:
+    return silhouettes.shape[1] == ALIGNED_HEIGHT and silhouettes.shape[2] in ALIGNED_WIDTHS
+
+
+def record_from_arrays(
+    silhouettes: np.ndarray,
+    ratios: np.ndarray | None = None,
+    rgb: np.ndarray | None = None,
+    limits: InputLimits = InputLimits(),
+    source: str = "upload",
+) -> SequenceRecord:
+    """Validate arrays and make a record; full-frame masks are pretreated (ratios from their boxes)."""
+    silhouettes = np.asarray(silhouettes)
+    if silhouettes.dtype == object:
+        raise DataFormatError("silhouettes must be a numeric array")
+    if silhouettes.ndim != 3:
+        raise DataFormatError(f"silhouettes must be [T, H, W], got shape {silhouettes.shape}")
+    frames = silhouettes.shape[0]
+    if frames < limits.min_frames:
+        raise DataFormatError(f"the sequence has {frames} frames; at least {limits.min_frames} are needed")
+    if frames > limits.max_frames:
+        raise DataFormatError(f"the sequence has {frames} frames; at most {limits.max_frames} are accepted")
+    if silhouettes.shape[1] * silhouettes.shape[2] > limits.max_frame_pixels:
+        raise DataFormatError(
+            f"frames of {silhouettes.shape[2]}x{silhouettes.shape[1]} exceed {limits.max_frame_pixels:,} pixels"
+        )
+    if silhouettes.dtype not in (np.uint8, np.bool_):
+        raise DataFormatError(f"silhouettes must be uint8 (0/1 or 0..255) or bool, got {silhouettes.dtype}")
+    silhouettes = to_uint8_range(silhouettes)
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.shape != (*silhouettes.shape, 3):
+            raise DataFormatError(
+                f"rgb must be uint8 {(*silhouettes.shape, 3)} like the silhouettes, got {rgb.dtype} {rgb.shape}"
+            )
+    if _is_aligned(silhouettes):
+        if ratios is not None:
+            ratios = np.asarray(ratios)
+            if ratios.shape != (frames,) or ratios.dtype.kind not in "fiu":
+                raise DataFormatError(
+                    f"ratios must be numbers with shape [{frames}], got {ratios.dtype} {ratios.shape}"
+                )
+        return SequenceRecord("probe", "upload", "unknown", silhouettes, ratios=ratios, rgb=rgb, source=source)
+    if ratios is not None:
+        raise DataFormatError("ratios come from the boxes of full-frame masks; send them only with aligned silhouettes")
+    result = pretreat(silhouettes, rgb)
+    if result.frames == 0:
+        raise DataFormatError(f"no frame holds a person large enough to align ({len(result.rejected)} rejected)")
+    return SequenceRecord(
+        "probe",
+        "upload",
+        "unknown",
+        result.silhouettes,
+        ratios=result.ratios,
+        rgb=result.rgb,
+        source=source,
+        frame_arrays={"frame_index": result.frame_index, "boxes": result.boxes},
+        meta={"rejected_frames": len(result.rejected)},
+    )
+
+
+def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> SequenceRecord:
+    names = sorted(n for n in archive.namelist() if n.lower().endswith(".png") and not n.endswith("/"))
+    if not names:
+        raise DataFormatError(f"{label}: the zip holds no .png masks")
+    if len(names) > limits.max_frames:
+        raise DataFormatError(f"{label}: {len(names)} frames; at most {limits.max_frames} are accepted")
+    frames = []
+    for name in names:
+        info = archive.getinfo(name)
+        if info.file_size > 4 * limits.max_frame_pixels + 1024:  # a PNG mask never needs more
+            raise DataFormatError(f"{label}: {name} is too large ({info.file_size:,} bytes)")
+        image = cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise DataFormatError(f"{label}: {name} is not a readable PNG")
+        frames.append(image)
+    if len({f.shape for f in frames}) > 1:
+        raise DataFormatError(f"{label}: the PNG masks differ in size")
+    return record_from_arrays(np.stack(frames), limits=limits, source=label)
+
+
+def read_sequence_bytes(data: bytes, filename: str = "upload", limits: InputLimits = InputLimits()) -> SequenceRecord:
+    """A record from uploaded bytes (.npz of arrays, or .zip of PNG masks)."""
+    if not data:
+        raise DataFormatError(f"{filename}: empty file")
+    if not data.startswith(b"PK"):
+        raise DataFormatError(f"{filename}: not an .npz or .zip archive")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise DataFormatError(f"{filename}: corrupt archive ({exc})") from None
+    with archive:
+        if any(n.endswith(".npy") for n in archive.namelist()):
+            return _from_npz(data, filename, limits)
+        return _from_png_zip(archive, limits, filename)
+
+
+def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord:
+    with NpzArchive(data, label=filename) as arrays:
+        if "silhouettes" not in arrays:
+            raise DataFormatError(f"{filename}: missing array 'silhouettes' (has: {', '.join(arrays) or 'none'})")
+        shape, dtype = arrays.header("silhouettes")  # check the size before reading anything big
+        if dtype.hasobject:
+            raise DataFormatError(f"{filename}: array 'silhouettes' holds Python objects (pickle); refused")
+        if len(shape) != 3:
+            raise DataFormatError(f"{filename}: silhouettes must be [T, H, W], got shape {shape}")
+        if shape[0] > limits.max_frames:
+            raise DataFormatError(f"the sequence has {shape[0]} frames; at most {limits.max_frames} are accepted")
+        if shape[1] * shape[2] > limits.max_frame_pixels:
+            raise DataFormatError(f"frames of {shape[2]}x{shape[1]} exceed {limits.max_frame_pixels:,} pixels")
+        aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
+        if "meta" in arrays and aligned and dtype == np.uint8:
+            record = read_sequence(data, label=filename)  # a gader file: keeps labels and metadata
+            if record.frames < limits.min_frames:
+                raise DataFormatError(
+                    f"the sequence has {record.frames} frames; at least {limits.min_frames} are needed"
+                )
+            return record
+        return record_from_arrays(arrays["silhouettes"], arrays.get("ratios"), arrays.get("rgb"), limits, filename)
+
+
+def read_sequence_file(path: str | Path, limits: InputLimits = InputLimits()) -> SequenceRecord:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"{path}: is a directory") from None
+    return read_sequence_bytes(data, path.name, limits)

@@ -1,0 +1,188 @@
+"""Training data for the gait detector: labelled DHS of synthetic and real sequences, and random windows.
+
+Sources (GADER §3.1 plus what real data can give):
+- SynthGait ``wild`` sequences, labelled per frame (walking / standing, full / partial body);
+- real CASIA-B walking sequences: every frame full body + gait;
+- real-derived partial bodies: CASIA-B frames cut at the hip or chest *before* pretreatment (as a frame
+  edge or an occluder would), then pretreated again: partial + gait;
+- real-derived standing: a near-static stretch built from one real frame with small jitter (sway,
+  segmentation noise): full + standing (and, cut, partial + standing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gader.data.dataset import SequenceDataset
+from gader.data.record import FrameLabels, SequenceRecord
+from gader.detector import DetectorConfig, dhs_of
+from gader.progress import progress
+from gader.silhouettes import pretreat
+
+SOURCE_SYNTHETIC = "synthetic"
+SOURCE_REAL = "real"
+SOURCE_REAL_PARTIAL = "real-partial"
+SOURCE_REAL_STANDING = "real-standing"
+
+
+@dataclass
+class LabelledDHS:
+    dhs: np.ndarray  # float32 [W, T]
+    classes: np.ndarray  # int64 [T] detector class per frame
+    source: str
+    subject: str
+
+
+def _paste(frame: np.ndarray, scale: float) -> np.ndarray:
+    """An aligned 64x64 silhouette as a full-frame mask (scaled, in a larger canvas)."""
+    size = round(64 * scale)
+    big = cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR)
+    canvas = np.zeros((size + 20, size + 40), np.uint8)
+    canvas[10 : 10 + size, 20 : 20 + size] = big
+    return canvas
+
+
+def real_partial(record: SequenceRecord, rng: np.random.Generator) -> SequenceRecord | None:
+    """The sequence with the body cut at hip-to-chest height before pretreatment (partial + gait)."""
+    cut = rng.uniform(0.45, 0.75)  # share of the body height that stays visible, from the top
+    frames = []
+    for frame in record.silhouettes:
+        canvas = _paste(frame, 2.0)
+        rows = np.flatnonzero(canvas.any(axis=1))
+        if len(rows) == 0:
+            continue
+        canvas[rows[0] + int(cut * (rows[-1] - rows[0] + 1)) :] = 0
+        frames.append(canvas)
+    if not frames:
+        return None
+    result = pretreat(np.stack(frames))
+    if result.frames == 0:
+        return None
+    labels = FrameLabels(gait=np.ones(result.frames, bool), full_body=np.zeros(result.frames, bool))
+    return SequenceRecord(
+        record.subject,
+        record.condition,
+        record.view,
+        result.silhouettes,
+        labels=labels,
+        source=f"{record.source} (cut at {cut:.2f})",
+    )
+
+
+def real_standing(
+    record: SequenceRecord, rng: np.random.Generator, frames: int = 60, partial: bool = False
+) -> SequenceRecord | None:
+    """A still person built from the narrowest real frame (legs together) with sway and mask noise."""
+    silhouettes = record.silhouettes
+    widths = (silhouettes > 127).any(axis=1).sum(axis=1)
+    candidates = np.flatnonzero(widths > 0)
+    if len(candidates) == 0:
+        return None
+    base = silhouettes[candidates[np.argmin(widths[candidates])]]
+    canvas_frames = []
+    phase = rng.uniform(0, 2 * np.pi)
+    for t in range(frames):
+        canvas = _paste(base, 2.0)
+        shift = 1.5 * np.sin(2 * np.pi * 0.3 * t / 25.0 + phase) + rng.normal(0, 0.3)  # postural sway, pixels
+        matrix = np.float32([[1, 0, shift], [0, 1, 0]])
+        canvas = cv2.warpAffine(canvas, matrix, (canvas.shape[1], canvas.shape[0]))
+        noise = rng.random(canvas.shape) < 0.02  # segmentation flicker along the edges
+        edges = cv2.morphologyEx((canvas > 127).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        canvas[noise & edges] = 255 - canvas[noise & edges]
+        if partial:
+            rows = np.flatnonzero(canvas.any(axis=1))
+            canvas[rows[0] + int(0.6 * (rows[-1] - rows[0] + 1)) :] = 0
+        canvas_frames.append(canvas)
+    result = pretreat(np.stack(canvas_frames))
+    if result.frames == 0:
+        return None
+    labels = FrameLabels(gait=np.zeros(result.frames, bool), full_body=np.full(result.frames, not partial))
+    return SequenceRecord(
+        record.subject,
+        record.condition,
+        record.view,
+        result.silhouettes,
+        labels=labels,
+        source=f"{record.source} (standing{' partial' if partial else ''})",
+    )
+
+
+def labelled(record: SequenceRecord, config: DetectorConfig, source: str) -> LabelledDHS:
+    """DHS and per-frame classes; unlabelled real walking data is full body + gait throughout."""
+    classes = record.labels.classes if record.labels is not None else np.zeros(record.frames, np.int64)
+    return LabelledDHS(dhs_of(record.silhouettes, config), classes, source, record.subject)
+
+
+def collect(
+    synthetic: list[SequenceDataset],
+    real: list[SequenceDataset],
+    config: DetectorConfig,
+    rng: np.random.Generator,
+    derived_share: float = 0.3,
+    show_progress: bool = True,
+) -> list[LabelledDHS]:
+    """All labelled DHS: synthetic sequences as they are, real ones plus real-derived partial / standing
+    variants for a ``derived_share`` of them."""
+    items: list[LabelledDHS] = []
+    for dataset in synthetic:
+        for record in progress(dataset, total=len(dataset), enabled=show_progress, desc="synthetic DHS", unit="seq"):
+            if record.frames >= 3:
+                items.append(labelled(record, config, SOURCE_SYNTHETIC))
+    for dataset in real:
+        for record in progress(dataset, total=len(dataset), enabled=show_progress, desc="real DHS", unit="seq"):
+            if record.frames < 3:
+                continue
+            items.append(labelled(record, config, SOURCE_REAL))
+            if rng.random() < derived_share:
+                for variant, source in (
+                    (real_partial(record, rng), SOURCE_REAL_PARTIAL),
+                    (real_standing(record, rng, partial=False), SOURCE_REAL_STANDING),
+                    (real_standing(record, rng, partial=True), SOURCE_REAL_STANDING),
+                ):
+                    if variant is not None and variant.frames >= 3:
+                        items.append(labelled(variant, config, source))
+    return items
+
+
+def majority(classes: np.ndarray) -> int:
+    return int(np.bincount(classes, minlength=4).argmax())
+
+
+def sample_windows(
+    items: list[LabelledDHS], count: int, lengths: tuple[int, int], rng: np.random.Generator, balanced: bool = True
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Random windows (random sequence, length and start) and their majority labels.
+
+    ``balanced`` draws the four classes equally often (rejection sampling on the majority label), since
+    walking frames far outnumber the rest.
+    """
+    windows, labels = [], []
+    wanted = rng.integers(0, 4, size=count) if balanced else None
+    attempts = 0
+    while len(windows) < count:
+        attempts += 1
+        item = items[int(rng.integers(len(items)))]
+        frames = item.dhs.shape[1]
+        length = int(rng.integers(lengths[0], lengths[1] + 1))
+        length = min(length, frames)
+        start = int(rng.integers(0, frames - length + 1))
+        label = majority(item.classes[start : start + length])
+        if wanted is not None and label != wanted[len(windows)] and attempts < 200 * count:
+            continue
+        windows.append(item.dhs[:, start : start + length])
+        labels.append(label)
+    return windows, np.array(labels)
+
+
+def pad_windows(windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """[n] windows [W, t_i] -> [n, 1, W, t_max] and mask [n, t_max]."""
+    longest = max(w.shape[1] for w in windows)
+    batch = np.zeros((len(windows), 1, windows[0].shape[0], longest), np.float32)
+    mask = np.zeros((len(windows), longest), bool)
+    for i, window in enumerate(windows):
+        batch[i, 0, :, : window.shape[1]] = window
+        mask[i, : window.shape[1]] = True
+    return batch, mask

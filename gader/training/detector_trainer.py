@@ -1,0 +1,222 @@
+"""Training and evaluating the gait detector (``gader train detector``, ``gader eval-detector``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gader.data import open_dataset, split_dataset
+from gader.data.dataset import SequenceDataset
+from gader.data.record import DETECTOR_CLASSES
+from gader.detector import FULL_GAIT, DetectorConfig, DHSClassifier, GaitDetector
+from gader.errors import GaderError
+from gader.progress import progress
+from gader.training.detector_data import (
+    SOURCE_SYNTHETIC,
+    LabelledDHS,
+    collect,
+    pad_windows,
+    sample_windows,
+)
+
+
+@dataclass
+class DetectorTrainConfig:
+    id: str
+    synthetic: list[str] = field(default_factory=list)  # labelled datasets (SynthGait wild)
+    real: list[str] = field(default_factory=list)  # real walking datasets (CASIA-B)
+    val_subjects: int = 10  # held out from every dataset
+    val_seed: int = 0
+    real_max_sequences: int = 1500  # real sequences used (CASIA-B has 8,107; walking is easy to learn)
+    derived_share: float = 0.3  # share of real sequences that also yield partial / standing variants
+    window_range: tuple[int, int] = (8, 48)  # random training-window lengths
+    iterations: int = 3000
+    batch: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    description: str = ""
+
+
+def load_detector_config(path: str | Path, overrides: list[str] | None = None) -> DetectorTrainConfig:
+    try:
+        values = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise GaderError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GaderError(f"{path}: not valid TOML ({exc})") from None
+    for override in overrides or []:
+        key, sep, raw = override.partition("=")
+        if not sep:
+            raise GaderError(f"override {override!r} must look like key=value")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = raw
+    detector = DetectorConfig.from_dict(values.pop("detector", {}))
+    known = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise GaderError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    if "window_range" in values:
+        values["window_range"] = tuple(values["window_range"])
+    if "id" not in values:
+        raise GaderError(f"{path}: missing 'id'")
+    return DetectorTrainConfig(detector=detector, **values)
+
+
+def _split(
+    paths: list[str], config: DetectorTrainConfig, limit: int | None = None
+) -> tuple[list[SequenceDataset], list[SequenceDataset]]:
+    train, val = [], []
+    for path in paths:
+        dataset = open_dataset(path)
+        if limit is not None and len(dataset) > limit:
+            infos = dataset.infos
+            chosen = np.random.default_rng(config.seed).choice(len(infos), size=limit, replace=False)
+            keys = {infos[i].key for i in chosen}
+            dataset = dataset.subset(where=lambda info, keys=keys: info.key in keys)
+        a, b = split_dataset(
+            dataset, val_count=min(config.val_subjects, len(dataset.subjects) // 2), seed=config.val_seed
+        )
+        train.append(a)
+        val.append(b)
+    return train, val
+
+
+def window_accuracy(
+    detector: GaitDetector, items: list[LabelledDHS], rng: np.random.Generator, count: int = 2000
+) -> tuple[float, np.ndarray]:
+    """Accuracy and 4x4 confusion (rows: truth) on random windows of the inference lengths."""
+    lengths = detector.config.window_lengths
+    windows, labels = sample_windows(items, count, (min(lengths), max(lengths)), rng, balanced=False)
+    predictions = []
+    for start in range(0, count, 512):
+        batch, mask = pad_windows(windows[start : start + 512])
+        predictions.append(detector.probabilities(torch.from_numpy(batch), torch.from_numpy(mask)).argmax(axis=1))
+    predicted = np.concatenate(predictions)
+    confusion = np.zeros((4, 4), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    return float((predicted == labels).mean()), confusion
+
+
+def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progress: bool = True) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    synthetic_train, synthetic_val = _split(config.synthetic, config)
+    real_train, real_val = _split(config.real, config, config.real_max_sequences)
+    train_items = collect(synthetic_train, real_train, config.detector, rng, config.derived_share, show_progress)
+    val_items = collect(
+        synthetic_val,
+        real_val,
+        config.detector,
+        np.random.default_rng(config.seed + 1),
+        config.derived_share,
+        show_progress,
+    )
+    if not train_items:
+        raise GaderError("no training sequences: give synthetic and/or real datasets")
+    counts = np.bincount(np.concatenate([i.classes for i in train_items]), minlength=4)
+    print(
+        f"detector {config.id}: {len(train_items)} training sequences, frames per class "
+        + ", ".join(f"{c} {n:,}" for c, n in zip(DETECTOR_CLASSES, counts, strict=True)),
+        file=sys.stderr,
+    )
+    model = DHSClassifier(config.detector)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.iterations)
+    log_path = run_dir / "metrics.jsonl"
+    log_path.unlink(missing_ok=True)
+    began = time.perf_counter()
+    model.train()
+    for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
+        windows, labels = sample_windows(train_items, config.batch, config.window_range, rng)
+        batch, mask = pad_windows(windows)
+        logits = model(torch.from_numpy(batch), torch.from_numpy(mask))
+        loss = F.cross_entropy(logits, torch.from_numpy(labels))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if (iteration + 1) % 50 == 0:
+            accuracy = float((logits.argmax(1).numpy() == labels).mean())
+            with log_path.open("a") as handle:
+                handle.write(json.dumps({"iteration": iteration + 1, "loss": loss.item(), "accuracy": accuracy}) + "\n")
+    seconds = time.perf_counter() - began
+    detector = GaitDetector(model.eval(), config.detector)
+    report = evaluate_items(detector, val_items, np.random.default_rng(config.seed + 2))
+    with log_path.open("a") as handle:
+        handle.write(json.dumps({"iteration": config.iterations, "validation": report}) + "\n")
+    from gader.model_io import save_detector
+
+    save_detector(
+        run_dir / "detector",
+        detector,
+        {
+            "id": config.id,
+            "description": config.description,
+            "training": {
+                "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "detector"},
+                "seconds": round(seconds, 1),
+                "train_sequences": len(train_items),
+                "frames_per_class": dict(zip(DETECTOR_CLASSES, counts.tolist(), strict=True)),
+            },
+            "metrics": report,
+        },
+    )
+    return report
+
+
+def sequence_truth(classes: np.ndarray, config: DetectorConfig) -> bool:
+    """Ground truth of ``usable``: enough full-body walking frames (the same rule the detector applies)."""
+    gait = int((classes == FULL_GAIT).sum())
+    return gait / len(classes) >= config.min_gait_fraction and gait >= min(config.min_gait_frames, len(classes))
+
+
+def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.random.Generator) -> dict[str, Any]:
+    """Window accuracy (+ confusion), per-frame accuracy and sequence accuracy, split windows vs whole DHS,
+    overall and separately for synthetic and real sources."""
+    report: dict[str, Any] = {}
+    groups = {
+        "all": items,
+        "synthetic": [i for i in items if i.source == SOURCE_SYNTHETIC],
+        "real": [i for i in items if i.source != SOURCE_SYNTHETIC],
+    }
+    for name, group in groups.items():
+        if not group:
+            continue
+        accuracy, confusion = window_accuracy(detector, group, rng)
+        frame_hits = frame_total = split_hits = whole_hits = whole_frame_hits = 0
+        for item in group:
+            result = detector.detect_dhs(item.dhs)
+            predicted = np.array([DETECTOR_CLASSES.index(label) for label in result.frame_labels])
+            frame_hits += int((predicted == item.classes).sum())
+            frame_total += len(item.classes)
+            truth = sequence_truth(item.classes, detector.config)
+            split_hits += int(result.usable == truth)
+            whole = detector.classify_whole_dhs(item.dhs)
+            whole_hits += int((whole == FULL_GAIT) == truth)
+            whole_frame_hits += int((item.classes == whole).sum())
+        report[name] = {
+            "sequences": len(group),
+            "window_accuracy": round(100 * accuracy, 2),
+            "frame_accuracy": round(100 * frame_hits / frame_total, 2),
+            "frame_accuracy_whole_dhs": round(100 * whole_frame_hits / frame_total, 2),
+            "sequence_accuracy": round(100 * split_hits / len(group), 2),
+            "sequence_accuracy_whole_dhs": round(100 * whole_hits / len(group), 2),
+            "confusion": {"classes": list(DETECTOR_CLASSES), "rows_truth": confusion.tolist()},
+        }
+    return report

@@ -1,0 +1,166 @@
+"""The DHS gait detector: windows, NMS and merging by hand, training on real files, the CLI, the pipeline."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gader.data import open_dataset
+from gader.detector import (
+    FULL_GAIT,
+    DetectorConfig,
+    DHSClassifier,
+    GaitDetector,
+    stack_windows,
+    suppress_and_merge,
+    window_positions,
+)
+from gader.dhs import double_helical_signature, knee_row
+from gader.errors import GaderError
+from gader.training.detector_data import real_partial, real_standing
+
+
+def test_dhs_is_the_knee_row_over_time():
+    frames = np.zeros((5, 64, 44), np.uint8)
+    frames[:, knee_row(64), 10:20] = 255
+    dhs = double_helical_signature(frames)
+    assert dhs.shape == (44, 5) and dhs[10:20].min() == 1.0 and dhs[:10].max() == 0.0
+    assert knee_row(64) == 48  # a quarter of the height from the bottom
+    with pytest.raises(GaderError):
+        double_helical_signature(frames, band=0)
+
+
+def test_windows_cover_every_frame_including_the_tail():
+    config = DetectorConfig(window_lengths=(10, 20), stride=4)
+    positions = window_positions(37, config)
+    covered = np.zeros(37, bool)
+    for start, end in positions:
+        covered[start:end] = True
+        assert end - start in (10, 20)
+    assert covered.all() and (27, 37) in positions and (17, 37) in positions
+    assert window_positions(6, config) == [(0, 6)]  # shorter than every window: one whole window
+
+
+def test_nms_and_merge_by_hand():
+    config = DetectorConfig(score_threshold=0.5, nms_iou=0.5, merge_gap=3)
+    positions = [(0, 10), (2, 12), (14, 24), (40, 50), (60, 70)]
+    scores = np.array([0.9, 0.8, 0.7, 0.95, 0.3])
+    segments, kept = suppress_and_merge(positions, scores, config)
+    # (2, 12) overlaps (0, 10) with IoU 8/12 > 0.5: suppressed; (60, 70) is below the threshold;
+    # (0, 10) and (14, 24) are 4 frames apart... gap 14 - 9 - 1 = 4 > 3: not merged.
+    assert sorted(positions[i] for i in kept) == [(0, 10), (14, 24), (40, 50)]
+    assert [(s.start, s.end) for s in segments] == [(0, 9), (14, 23), (40, 49)]
+    merged, _ = suppress_and_merge(positions, scores, DetectorConfig(merge_gap=4))
+    assert (merged[0].start, merged[0].end, round(merged[0].score, 2)) == (0, 23, 0.9)
+
+
+def test_batched_windows_classify_like_single_windows():
+    torch.manual_seed(0)
+    classifier = DHSClassifier(DetectorConfig()).eval()
+    dhs = np.random.default_rng(0).random((44, 50), dtype=np.float32)
+    positions = [(0, 16), (5, 41), (30, 50)]
+    windows, mask = stack_windows(dhs, positions)
+    with torch.no_grad():
+        together = classifier(windows, mask)
+        alone = torch.cat([classifier(*stack_windows(dhs, [p])) for p in positions])
+    assert (together - alone).abs().max() < 1e-5
+
+
+@pytest.mark.shared_data
+def test_real_derived_partial_and_standing_examples(casia_train):
+    record = open_dataset(casia_train).load("002/nm-01/090")
+    rng = np.random.default_rng(0)
+    partial = real_partial(record, rng)
+    assert partial is not None and not partial.labels.full_body.any() and partial.labels.gait.all()
+    # The cut body is stretched to the full aligned height: its knee row crosses the trunk, a wide band.
+    assert (
+        double_helical_signature(partial.silhouettes).mean() > 1.5 * double_helical_signature(record.silhouettes).mean()
+    )
+    standing = real_standing(record, rng)
+    assert standing is not None and not standing.labels.gait.any() and standing.labels.full_body.all()
+    moving = np.abs(np.diff(double_helical_signature(record.silhouettes), axis=1)).mean()
+    still = np.abs(np.diff(double_helical_signature(standing.silhouettes), axis=1)).mean()
+    assert still < 0.5 * moving
+
+
+def _train(tmp_path, synth_wild, casia_train=None):
+    real = f'real = ["{casia_train}"]\nreal_max_sequences = 40' if casia_train else ""
+    config = tmp_path / "detector.toml"
+    config.write_text(
+        f'id = "tiny-detector"\nsynthetic = ["{synth_wild}"]\n{real}\nval_subjects = 1\niterations = 60\nbatch = 32\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gader", "train", "detector", "--config", str(config), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "run" / "detector"
+
+
+def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_train):
+    detector_dir = _train(tmp_path, synth_wild, casia_train)
+    card = json.loads((detector_dir / "detector.json").read_text())
+    assert card["config"]["window_lengths"] and set(card["metrics"]) >= {"all", "synthetic", "real"}
+    for group in card["metrics"].values():
+        assert {"window_accuracy", "frame_accuracy", "sequence_accuracy", "sequence_accuracy_whole_dhs"} <= set(group)
+        assert np.array(group["confusion"]["rows_truth"]).shape == (4, 4)
+    evaluation = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gader",
+            "eval-detector",
+            "--model",
+            str(detector_dir),
+            "--data",
+            str(synth_wild),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    assert json.loads(evaluation.stdout)["all"]["sequences"] == 8
+    sequence = next((synth_wild / "sequences").rglob("*.npz"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gader",
+            "detect",
+            str(sequence),
+            "--detector",
+            str(detector_dir),
+            "--json",
+            "--plot",
+            str(tmp_path / "dhs.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) >= {"usable", "gait_fraction", "segments", "frame_labels"}
+    assert isinstance(report["usable"], bool) and 0 <= report["gait_fraction"] <= 1
+    assert len(report["frame_labels"]) == report["frames"]
+    assert (tmp_path / "dhs.png").stat().st_size > 10_000
+
+
+def test_detector_report_is_consistent():
+    torch.manual_seed(0)
+    detector = GaitDetector(DHSClassifier(DetectorConfig()), DetectorConfig(score_threshold=0.0, min_gait_fraction=0.0))
+    report = detector.detect((np.random.default_rng(0).random((40, 64, 64)) > 0.5).astype(np.uint8) * 255)
+    assert report.frames == 40 and len(report.frame_labels) == 40
+    assert report.gait_fraction == pytest.approx(report.gait_mask.mean())
+    assert all(0 <= s.start <= s.end < 40 for s in report.segments)
+    assert np.allclose(report.frame_probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert report.windows and all(w[2] == FULL_GAIT for w in report.windows)
+    with pytest.raises(GaderError, match="empty"):
+        detector.detect(np.zeros((0, 64, 44), np.uint8))
