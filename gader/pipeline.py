@@ -16,7 +16,8 @@ appearance changes with clothing); otherwise the modality both sides share; ``No
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class PipelineResult:
     gait_frames: int
     appearance_frames: int
     model_id: str
+    timings_ms: dict[str, float] = field(default_factory=dict)  # detector, embedding, appearance
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,17 +122,24 @@ class GaderPipeline:
     def process(self, record: SequenceRecord) -> PipelineResult:
         if record.frames == 0:
             raise GaderError("the sequence has no frames")
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
         detection = self.detect(record) if (self.config.use_detector and self.detector is not None) else None
+        timings["detector"] = 1000 * (time.perf_counter() - clock)
         if detection is None:
             gait = np.ones(record.frames, bool)
             usable = record.frames >= self.config.min_frames
         else:
             gait = detection.gait_mask
             usable = detection.usable and int(gait.sum()) >= self.config.min_frames
+        clock = time.perf_counter()
         embedding = self.embed_frames(record.select(gait)) if usable else None
+        timings["embedding"] = 1000 * (time.perf_counter() - clock)
         appearance, rest = None, ~gait if usable else np.ones(record.frames, bool)
         if record.rgb is not None and self.model.rgb is not None and int(rest.sum()) >= self.config.min_frames:
+            clock = time.perf_counter()
             appearance = self._appearance(record.select(rest))
+            timings["appearance"] = 1000 * (time.perf_counter() - clock)
         return PipelineResult(
             detection=detection,
             embedding=embedding,
@@ -138,6 +147,7 @@ class GaderPipeline:
             gait_frames=int(gait.sum()) if usable else 0,
             appearance_frames=int(rest.sum()) if appearance is not None else 0,
             model_id=self.model.id,
+            timings_ms=timings,
         )
 
     def similarity(self, a: PipelineResult, b: PipelineResult) -> float | None:

@@ -13,6 +13,7 @@ from typer.exceptions import Abort, TyperException
 
 from gader.cli import data_commands, detector_commands, eval_commands, model_commands, synth_commands
 from gader.errors import GaderError
+from service import cli as service_cli  # the service's commands (their web imports happen when they run)
 
 app = typer.Typer(
     name="gader",
@@ -29,6 +30,7 @@ app.command("import-opengait")(model_commands.import_opengait)
 model_commands.train_app.command("detector")(detector_commands.train_detector)
 app.command("eval-detector")(detector_commands.eval_detector)
 app.command("detect")(detector_commands.detect)
+service_cli.register(app)
 eval_commands.register(app)
 
 

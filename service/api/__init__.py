@@ -1,0 +1,1 @@
+"""The REST front end: pydantic schemas and one router per resource."""

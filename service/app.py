@@ -1,0 +1,89 @@
+"""The FastAPI application: routers, error mapping, request metrics, lifecycle."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.api import routes
+from service.core import MatchingCore
+from service.errors import ServiceError
+from service.runtime import build_core, close_core
+from service.settings import Settings
+
+DESCRIPTION = """
+Gait matching with GADER: enroll people into galleries from silhouette sequences (or videos), then ask who a
+probe is (1:N identify) or whether it is a claimed person (1:N verify).
+
+**Authentication**: every route except `/healthz`, `/readyz` and `/metrics` needs an `X-API-Key` header.
+The first start prints an admin key once; `gader keys create --scopes enroll,identify` makes more.
+
+**Scores** are similarities in [0, 1]: `(1 + mean part cosine) / 2` between GAR embeddings. A subject's score
+is its best template's. **Decisions** use a threshold: give `threshold`, or an `operating_point` calibrated
+on held-out data (`fmr=1e-2`, `fmr=1e-3`, `fmr=1e-4`: the false match rate it was set for); by default the
+service's `GADER_DEFAULT_OPERATING_POINT` (`fmr=1e-3`). `GET /v1/models` lists the calibrated points.
+
+**Uploads**: `.npz` with `silhouettes` uint8 `[T, H, W]` (aligned 64x44 / 64x64, or full-frame masks, which
+the service pretreats and records ratios for), optional `ratios` float32 `[T]`, optional `rgb` uint8
+`[T, H, W, 3]`; or a `.zip` of PNG masks in frame order. Nothing uploaded is ever unpickled.
+"""
+
+
+def _error(exc: ServiceError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    body = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, core: MatchingCore | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        owned = core is None
+        app.state.core = core or build_core(settings)
+        app.state.metrics = app.state.core.metrics
+        yield
+        if owned:
+            await close_core(app.state.core)
+
+    app = FastAPI(title="GADER matching service", version="1.0", description=DESCRIPTION, lifespan=lifespan)
+    for router in (routes.galleries, routes.subjects, routes.matching, routes.analysis, routes.system):
+        app.include_router(router)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        body = {
+            "error": {
+                "code": "invalid_argument",
+                "message": "; ".join(problems) or "invalid request",
+                "details": {"fields": [p.split(":")[0] for p in problems]},
+            }
+        }
+        return JSONResponse(body, status_code=400)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+            metrics.latency.labels(name, request.method).observe(time.perf_counter() - start)
+        return response
+
+    return app

@@ -1,0 +1,425 @@
+"""The use cases: enroll, identify, verify, detect, embed, and the gallery bookkeeping around them.
+
+REST (``service.api``) and gRPC (``service.grpc_server``) both call this class and nothing else, so every
+rule (scopes, tenancy, limits, thresholds, the order of operations, the audit trail) exists once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gader.detector import DetectionReport
+from gader.errors import GaderError
+from gader.pipeline import PipelineResult
+from gader.sequence_input import InputLimits, read_sequence_bytes
+from service.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unprocessable
+from service.gallery.index import flatten_embedding, similarity
+from service.gallery.manager import GalleryManager
+from service.gallery.records import (
+    Gallery,
+    Subject,
+    Template,
+    check_gallery_name,
+    check_subject_id,
+    new_template_id,
+    now,
+)
+from service.gallery.store import Store
+from service.inference import InferenceBackend
+from service.observability import Metrics
+from service.security import KeyRing, Principal
+from service.settings import Settings
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+@dataclass
+class Timings:
+    values: dict[str, float] = field(default_factory=dict)
+    _start: float = field(default_factory=time.perf_counter)
+    _mark: float = field(default_factory=time.perf_counter)
+
+    def lap(self, name: str) -> None:
+        current = time.perf_counter()
+        self.values[name] = round(1000 * (current - self._mark), 3)
+        self._mark = current
+
+    def total(self) -> dict[str, float]:
+        self.values["total"] = round(1000 * (time.perf_counter() - self._start), 3)
+        return self.values
+
+
+@dataclass
+class Candidate:
+    subject_id: str
+    score: float
+    template_id: str
+
+
+@dataclass
+class IdentifyResult:
+    candidates: list[Candidate]
+    decision: str  # match | no_match
+    operating_point: str
+    threshold: float
+    detection: dict[str, Any] | None
+    model: str
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class VerifyResult:
+    score: float
+    match: bool
+    threshold: float
+    operating_point: str
+    detection: dict[str, Any] | None
+    model: str
+    template_id: str
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class EnrollResult:
+    template_id: str
+    subject_id: str
+    model: str
+    detection: dict[str, Any] | None
+    quality: dict[str, Any]
+
+
+def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    metadata = metadata or {}
+    if not isinstance(metadata, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def encode_cursor(subject_id: str) -> str:
+    return base64.urlsafe_b64encode(subject_id.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("cursor is not one this service issued") from None
+
+
+class MatchingCore:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        keys: KeyRing,
+        galleries: GalleryManager,
+        inference: InferenceBackend,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = keys
+        self.galleries = galleries
+        self.inference = inference
+        self.metrics = metrics
+        self.limits = InputLimits(settings.max_frames, settings.max_frame_pixels, settings.min_frames)
+
+    # --- who -------------------------------------------------------------------------------------
+
+    def authenticate(self, key: str | None) -> Principal:
+        return self.keys.authenticate(key)
+
+    def _gallery(self, principal: Principal, name: str) -> Gallery:
+        principal.gallery(name)  # other tenants' galleries do not exist for this key
+        gallery = self.store.get_gallery(name)
+        if gallery is None:
+            raise NotFound(f"no gallery {name!r}")
+        return gallery
+
+    def _audit(self, principal: Principal, action: str, **fields: Any) -> None:
+        self.store.audit(
+            {"time": now(), "key": principal.key_id, "action": action, "model": self.inference.model_id, **fields}
+        )
+
+    # --- galleries and subjects --------------------------------------------------------------------
+
+    def create_gallery(self, principal: Principal, name: str, metadata: dict[str, Any] | None) -> Gallery:
+        principal.require("enroll")
+        check_gallery_name(name)
+        if not principal.may_use(name):
+            raise InvalidInput(f"this API key may only create galleries named {sorted(principal.galleries or [])}")
+        gallery = self.store.create_gallery(name, _metadata(metadata), principal.key_id)
+        self.galleries.index(name)
+        self._audit(principal, "create_gallery", gallery=name)
+        return gallery
+
+    def list_galleries(self, principal: Principal) -> list[tuple[Gallery, int]]:
+        sizes = self.galleries.sizes()
+        return [(g, sizes.get(g.name, 0)) for g in self.store.list_galleries() if principal.may_use(g.name)]
+
+    def gallery_info(self, principal: Principal, name: str) -> tuple[Gallery, int]:
+        gallery = self._gallery(principal, name)
+        return gallery, self.galleries.sizes().get(name, 0)
+
+    def delete_gallery(self, principal: Principal, name: str) -> None:
+        principal.require("enroll")
+        self._gallery(principal, name)
+        self.store.delete_gallery(name)
+        self.galleries.drop(name)
+        self._audit(principal, "delete_gallery", gallery=name)
+
+    def create_subject(
+        self, principal: Principal, gallery: str, subject_id: str, metadata: dict[str, Any] | None
+    ) -> Subject:
+        principal.require("enroll")
+        self._gallery(principal, gallery)
+        subject = self.store.create_subject(gallery, check_subject_id(subject_id), _metadata(metadata))
+        self._audit(principal, "create_subject", gallery=gallery, subject=subject_id)
+        return subject
+
+    def get_subject(self, principal: Principal, gallery: str, subject_id: str) -> tuple[Subject, list[Template]]:
+        principal.require("enroll")
+        self._gallery(principal, gallery)
+        subject = self.store.get_subject(gallery, subject_id)
+        if subject is None:
+            raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
+        return subject, self.store.subject_templates(gallery, subject_id)
+
+    def list_subjects(
+        self, principal: Principal, gallery: str, cursor: str | None, limit: int
+    ) -> tuple[list[Subject], str | None]:
+        principal.require("enroll")
+        self._gallery(principal, gallery)
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        subjects = self.store.list_subjects(gallery, decode_cursor(cursor), limit + 1)
+        more = len(subjects) > limit
+        subjects = subjects[:limit]
+        return subjects, encode_cursor(subjects[-1].subject_id) if more else None
+
+    def delete_subject(self, principal: Principal, gallery: str, subject_id: str) -> int:
+        principal.require("enroll")
+        self._gallery(principal, gallery)
+        removed = self.store.delete_subject(gallery, subject_id)
+        self.galleries.index(gallery).remove(removed)
+        self._audit(principal, "delete_subject", gallery=gallery, subject=subject_id, templates=len(removed))
+        return len(removed)
+
+    def delete_template(self, principal: Principal, gallery: str, subject_id: str, template_id: str) -> None:
+        principal.require("enroll")
+        self._gallery(principal, gallery)
+        templates = {t.template_id for t in self.store.subject_templates(gallery, subject_id)}
+        if template_id not in templates:
+            raise NotFound(f"no template {template_id!r} of subject {subject_id!r} in gallery {gallery!r}")
+        self.store.delete_template(gallery, template_id)
+        self.galleries.index(gallery).remove([template_id])
+        self._audit(principal, "delete_template", gallery=gallery, subject=subject_id, template=template_id)
+
+    # --- sequences in ------------------------------------------------------------------------------
+
+    def _decode(self, data: bytes, filename: str):
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"upload of {len(data):,} bytes exceeds the limit of {self.settings.max_upload_bytes:,}"
+            )
+        try:
+            return read_sequence_bytes(data, filename or "upload", self.limits)
+        except GaderError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    async def _embed(self, data: bytes, filename: str, timings: Timings) -> tuple[PipelineResult, np.ndarray]:
+        record = self._decode(data, filename)
+        timings.lap("decode")
+        result = await self.inference.process(record)
+        for name, value in result.timings_ms.items():
+            timings.values[name] = round(value, 3)
+        timings.lap("inference")
+        self.metrics.inference_seconds.observe(timings.values["inference"] / 1000)
+        if result.embedding is None:
+            detection = None if result.detection is None else result.detection.to_dict()
+            fraction = 0.0 if result.detection is None else result.detection.gait_fraction
+            raise Unprocessable(
+                f"no usable gait in the sequence (gait fraction {fraction:.2f} of {record.frames} frames)",
+                details={"detection": detection},
+            )
+        return result, flatten_embedding(result.embedding)
+
+    # --- enroll, identify, verify ------------------------------------------------------------------
+
+    async def enroll(
+        self, principal: Principal, gallery: str, subject_id: str, data: bytes, filename: str
+    ) -> EnrollResult:
+        principal.require("enroll")
+        self._gallery(principal, gallery)
+        if self.store.get_subject(gallery, subject_id) is None:
+            raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
+        result, vector = await self._embed(data, filename, Timings())
+        detection = None if result.detection is None else result.detection
+        quality = {
+            "frames": detection.frames if detection else result.gait_frames,
+            "gait_frames": result.gait_frames,
+            "gait_fraction": round(detection.gait_fraction, 4) if detection else 1.0,
+        }
+        template = Template(new_template_id(), gallery, subject_id, result.model_id, vector, now(), quality)
+        self.store.add_template(template)  # durable before it is acknowledged
+        self.galleries.add(template)
+        self._audit(
+            principal,
+            "enroll",
+            gallery=gallery,
+            subject=subject_id,
+            template=template.template_id,
+            probe_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        return EnrollResult(
+            template.template_id,
+            subject_id,
+            result.model_id,
+            None if detection is None else detection.to_dict(),
+            quality,
+        )
+
+    def threshold(self, threshold: float | None, operating_point: str | None) -> tuple[float, str]:
+        """(threshold, operating point name) from the request, or the service default."""
+        if threshold is not None and operating_point is not None:
+            raise InvalidInput("give either threshold or operating_point, not both")
+        if threshold is not None:
+            if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+                raise InvalidInput("threshold must be a number between 0 and 1")
+            return float(threshold), "custom"
+        name = operating_point or self.settings.default_operating_point
+        points = self.inference.model_card.get("operating_points", {})
+        if name not in points:
+            available = ", ".join(sorted(points)) or "none (the model is not calibrated)"
+            raise Unprocessable(
+                f"unknown operating point {name!r} for model {self.inference.model_id}; "
+                f"available: {available}; or give a threshold"
+            )
+        return float(points[name]), name
+
+    async def identify(
+        self,
+        principal: Principal,
+        gallery: str,
+        data: bytes,
+        filename: str,
+        top_k: int = 5,
+        threshold: float | None = None,
+        operating_point: str | None = None,
+    ) -> IdentifyResult:
+        principal.require("identify")
+        self._gallery(principal, gallery)
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise InvalidInput(f"top_k must be between 1 and {self.settings.max_top_k}")
+        limit, point = self.threshold(threshold, operating_point)
+        timings = Timings()
+        result, vector = await self._embed(data, filename, timings)
+        index = self.galleries.index(gallery)
+        hits = index.search_subjects(vector, top_k)
+        timings.lap("search")
+        self.metrics.search_seconds.observe(timings.values["search"] / 1000)
+        candidates = [Candidate(h.subject_id, round(h.score, 6), h.template_id) for h in hits]
+        decision = "match" if candidates and candidates[0].score >= limit else "no_match"
+        timings.lap("aggregation")
+        self._audit(
+            principal,
+            "identify",
+            gallery=gallery,
+            decision=decision,
+            threshold=limit,
+            candidates=[{"subject": c.subject_id, "score": c.score} for c in candidates[:5]],
+            probe_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        return IdentifyResult(
+            candidates,
+            decision,
+            point,
+            limit,
+            None if result.detection is None else result.detection.to_dict(),
+            result.model_id,
+            timings.total(),
+        )
+
+    async def verify(
+        self,
+        principal: Principal,
+        gallery: str,
+        data: bytes,
+        filename: str,
+        subject_id: str,
+        template_id: str | None = None,
+        threshold: float | None = None,
+        operating_point: str | None = None,
+    ) -> VerifyResult:
+        principal.require("verify")
+        self._gallery(principal, gallery)
+        if self.store.get_subject(gallery, subject_id) is None:
+            raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
+        limit, point = self.threshold(threshold, operating_point)
+        index = self.galleries.index(gallery)
+        templates = index.subject_templates(subject_id)
+        if template_id is not None:
+            if template_id not in templates:
+                raise NotFound(f"no template {template_id!r} of subject {subject_id!r} (with this model)")
+            templates = [template_id]
+        if not templates:
+            raise Conflict(f"subject {subject_id!r} has no template enrolled with model {self.inference.model_id}")
+        timings = Timings()
+        result, vector = await self._embed(data, filename, timings)
+        scores = similarity(index.vectors(templates) @ vector)  # every template of the subject
+        best = int(np.argmax(scores))
+        timings.lap("search")
+        score = round(float(scores[best]), 6)
+        match = score >= limit
+        self._audit(
+            principal,
+            "verify",
+            gallery=gallery,
+            subject=subject_id,
+            template=templates[best],
+            score=score,
+            decision="match" if match else "no_match",
+            threshold=limit,
+            probe_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        return VerifyResult(
+            score,
+            match,
+            limit,
+            point,
+            None if result.detection is None else result.detection.to_dict(),
+            result.model_id,
+            templates[best],
+            timings.total(),
+        )
+
+    # --- stateless ---------------------------------------------------------------------------------
+
+    def _any_scope(self, principal: Principal) -> None:
+        if not principal.scopes:
+            raise InvalidInput("this API key has no scope")
+
+    async def detect(self, principal: Principal, data: bytes, filename: str) -> DetectionReport:
+        self._any_scope(principal)
+        record = self._decode(data, filename)
+        return await self.inference.detect(record)
+
+    async def embed(self, principal: Principal, data: bytes, filename: str) -> tuple[PipelineResult, np.ndarray]:
+        self._any_scope(principal)
+        return await self._embed(data, filename, Timings())
+
+    async def ready(self) -> dict[str, bool]:
+        return {"models": await self.inference.ready(), "store": self.store.healthy()}

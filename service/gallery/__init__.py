@@ -1,0 +1,1 @@
+"""Galleries: stores (SQLite embedded, Redis shared) and the FAISS index derived from them."""

@@ -1,0 +1,212 @@
+"""One FAISS index per gallery, derived from the store, with subject-level search.
+
+Vectors are L2-normalised flattenings of part embeddings (each part normalised, scaled by 1/sqrt(parts)),
+so an inner product is the mean per-part cosine; the service reports similarity = (1 + cosine) / 2 in
+[0, 1]. Exact search (``IndexIDMap2(IndexFlatIP)``) by default; galleries beyond a size use an IVF index
+(trained on the gallery, ``nprobe`` tuned for recall). A readers-writer lock lets searches run together
+while an enrollment waits for them. When faiss-gpu and CUDA are present a GPU copy serves searches; GPU
+indexes cannot remove ids, so it is rebuilt in the background after changes and swapped in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+
+def flatten_embedding(embedding: np.ndarray) -> np.ndarray:
+    """[d, p] part embedding -> float32 [d * p] unit vector whose inner products are mean part cosines."""
+    parts = embedding.shape[-1]
+    unit = embedding / np.maximum(np.linalg.norm(embedding, axis=0, keepdims=True), 1e-12)  # [d, p]
+    return (unit.T.reshape(-1) / np.sqrt(parts)).astype(np.float32)  # part-major [p * d]
+
+
+def similarity(cosine: np.ndarray | float) -> np.ndarray | float:
+    """Mean part cosine in [-1, 1] -> the service's similarity in [0, 1]."""
+    return (1.0 + np.clip(cosine, -1.0, 1.0)) / 2.0
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer blocks new readers (no writer starvation)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self):
+        with self._condition:
+            while self._writer or self._waiting_writers:
+                self._condition.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def write(self):
+        with self._condition:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._condition.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writer = False
+                self._condition.notify_all()
+
+
+@dataclass
+class Hit:
+    template_id: str
+    subject_id: str
+    score: float  # similarity in [0, 1]
+
+
+@dataclass
+class SubjectHit:
+    subject_id: str
+    score: float  # best template similarity
+    template_id: str  # that template
+
+
+class GalleryIndex:
+    """Templates of one gallery: FAISS ids <-> template ids, subjects, and the index itself."""
+
+    def __init__(self, dim: int, ivf_threshold: int = 200_000) -> None:
+        self.dim = dim
+        self.ivf_threshold = ivf_threshold
+        self.lock = ReadWriteLock()
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._kind = "flat"
+        self._next_id = 0
+        self._template_of: dict[int, str] = {}
+        self._id_of: dict[str, int] = {}
+        self._subject_of: dict[int, str] = {}
+        self._templates_by_subject: dict[str, set[str]] = {}
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def __len__(self) -> int:
+        return len(self._id_of)
+
+    def __contains__(self, template_id: str) -> bool:
+        return template_id in self._id_of
+
+    def add(self, items: Iterable[tuple[str, str, np.ndarray]]) -> int:
+        """Add (template_id, subject_id, vector [dim]) items; ids already present are skipped (idempotent)."""
+        fresh = [(t, s, v) for t, s, v in items if t not in self._id_of]
+        if not fresh:
+            return 0
+        with self.lock.write():
+            fresh = [(t, s, v) for t, s, v in fresh if t not in self._id_of]
+            ids = np.arange(self._next_id, self._next_id + len(fresh), dtype=np.int64)
+            self._next_id += len(fresh)
+            vectors = np.stack([np.asarray(v, dtype=np.float32) for _t, _s, v in fresh])  # [n, dim]
+            if self._kind == "ivf" and not self._index.is_trained:
+                self._index.train(vectors)
+            self._index.add_with_ids(vectors, ids)
+            for faiss_id, (template_id, subject_id, _v) in zip(ids.tolist(), fresh, strict=True):
+                self._template_of[faiss_id] = template_id
+                self._id_of[template_id] = faiss_id
+                self._subject_of[faiss_id] = subject_id
+                self._templates_by_subject.setdefault(subject_id, set()).add(template_id)
+        if self._kind == "flat" and len(self) > self.ivf_threshold:
+            self.rebuild("ivf")
+        return len(fresh)
+
+    def remove(self, template_ids: Iterable[str]) -> int:
+        ids = [self._id_of[t] for t in template_ids if t in self._id_of]
+        if not ids:
+            return 0
+        with self.lock.write():
+            self._index.remove_ids(np.array(ids, dtype=np.int64))
+            for faiss_id in ids:
+                template_id = self._template_of.pop(faiss_id)
+                del self._id_of[template_id]
+                subject = self._subject_of.pop(faiss_id)
+                members = self._templates_by_subject.get(subject)
+                if members is not None:
+                    members.discard(template_id)
+                    if not members:
+                        del self._templates_by_subject[subject]
+        return len(ids)
+
+    def remove_subject(self, subject_id: str) -> int:
+        return self.remove(list(self._templates_by_subject.get(subject_id, ())))
+
+    def subject_templates(self, subject_id: str) -> list[str]:
+        return sorted(self._templates_by_subject.get(subject_id, ()))
+
+    def vectors(self, template_ids: list[str]) -> np.ndarray:
+        """[n, dim] stored vectors of some templates (exact index only keeps them; IVF reconstructs)."""
+        with self.lock.read():
+            return np.stack([self._index.reconstruct(self._id_of[t]) for t in template_ids])
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Nearest templates of each query [q, dim]."""
+        if len(self) == 0:
+            return [[] for _ in range(len(queries))]
+        with self.lock.read():
+            cosines, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self)))
+        results = []
+        for row_cosines, row_ids in zip(cosines, ids, strict=True):
+            results.append(
+                [
+                    Hit(self._template_of[i], self._subject_of[i], float(similarity(c)))
+                    for c, i in zip(row_cosines, row_ids, strict=True)
+                    if i >= 0 and i in self._template_of
+                ]
+            )
+        return results
+
+    def search_subjects(self, query: np.ndarray, top_k: int) -> list[SubjectHit]:
+        """The ``top_k`` best subjects (each scored by its best template), widening the template search until
+        enough distinct subjects are found or the gallery is exhausted."""
+        k = max(top_k * 4, 16)
+        while True:
+            hits = self.search(query[None], k)[0]
+            best: dict[str, SubjectHit] = {}
+            for hit in hits:  # hits are sorted by score: the first per subject is its best
+                if hit.subject_id not in best:
+                    best[hit.subject_id] = SubjectHit(hit.subject_id, hit.score, hit.template_id)
+            if len(best) >= top_k or k >= len(self):
+                return list(best.values())[:top_k]
+            k = min(k * 4, len(self))
+
+    def rebuild(self, kind: str) -> None:
+        """Rebuild as ``flat`` or ``ivf`` from the stored vectors (same ids)."""
+        with self.lock.write():
+            ids = np.array(sorted(self._template_of), dtype=np.int64)
+            vectors = np.zeros((0, self.dim), np.float32)
+            if len(ids):
+                vectors = np.stack([self._index.reconstruct(int(i)) for i in ids])
+            if kind == "ivf":
+                lists = max(16, int(4 * np.sqrt(max(len(ids), 1))))
+                quantizer = faiss.IndexFlatIP(self.dim)
+                inner = faiss.IndexIVFFlat(quantizer, self.dim, lists, faiss.METRIC_INNER_PRODUCT)
+                inner.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
+                if len(ids):
+                    inner.train(vectors)
+                inner.nprobe = max(8, lists // 16)
+                index = faiss.IndexIDMap2(inner)
+            else:
+                index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            if len(ids):
+                index.add_with_ids(vectors, ids)
+            self._index, self._kind = index, kind

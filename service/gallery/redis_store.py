@@ -1,0 +1,346 @@
+"""The shared store: galleries in Redis, every change also appended to a Redis Stream.
+
+Each replica loads a snapshot, then follows the stream (``XREAD BLOCK``) and applies changes to its own
+FAISS index idempotently. Writes and their stream entry go in one MULTI/EXEC transaction, so a replica
+never sees a change without its data or the reverse. If the stream was trimmed past a replica's position
+(Redis reports ``max-deleted-entry-id``), the replica reloads its snapshot.
+
+Key layout (prefix ``gader``):
+  galleries                      hash  name -> gallery JSON
+  subjects:{g}                   hash  subject_id -> subject JSON
+  subject-order:{g}              zset  subject ids (score 0, ordered by name: cursor pagination)
+  templates:{g}                  hash  template_id -> template JSON (no vector)
+  vectors:{g}                    hash  template_id -> float32 bytes
+  subject-templates:{g}:{s}      set   template ids of one subject
+  keys                           hash  key hash -> key JSON
+  audit                          stream
+  changes                        stream op, gallery, subject, template, model, vector
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+from service.errors import Conflict, NotFound, Unavailable
+from service.gallery.records import ApiKey, Change, Gallery, Subject, Template
+
+CHANGES_MAXLEN = 200_000  # approximate; a replica further behind than this reloads its snapshot
+AUDIT_MAXLEN = 1_000_000
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else value
+    millis, _, sequence = text.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+class RedisStore:
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = "gader") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        self.position = "0-0"  # last change this replica has applied
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def _call(self, function: Callable[[], Any]) -> Any:
+        try:
+            return function()
+        except redis.exceptions.ConnectionError as exc:
+            raise Unavailable(f"the Redis store is unreachable ({exc})", retry_after=2) from None
+        except redis.exceptions.TimeoutError as exc:
+            raise Unavailable(f"the Redis store timed out ({exc})", retry_after=2) from None
+
+    def _change(self, pipe: redis.client.Pipeline, change: Change) -> None:
+        fields = {
+            "op": change.op,
+            "gallery": change.gallery,
+            "template": change.template_id,
+            "subject": change.subject_id,
+            "model": change.model,
+            "vector": change.vector,
+        }
+        pipe.xadd(self._k("changes"), fields, maxlen=CHANGES_MAXLEN, approximate=True)
+
+    # galleries
+    def create_gallery(self, name: str, metadata: dict[str, Any], owner: str | None) -> Gallery:
+        from service.gallery.records import now
+
+        gallery = Gallery(name, now(), metadata, owner)
+        payload = json.dumps({"created": gallery.created, "metadata": metadata, "owner": owner})
+        if not self._call(lambda: self.client.hsetnx(self._k("galleries"), name, payload)):
+            raise Conflict(f"gallery {name!r} already exists")
+        return gallery
+
+    def get_gallery(self, name: str) -> Gallery | None:
+        raw = self._call(lambda: self.client.hget(self._k("galleries"), name))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Gallery(name, data["created"], data["metadata"], data.get("owner"))
+
+    def list_galleries(self) -> list[Gallery]:
+        raw = self._call(lambda: self.client.hgetall(self._k("galleries")))
+        galleries = []
+        for name, value in raw.items():
+            data = json.loads(value)
+            galleries.append(Gallery(name.decode(), data["created"], data["metadata"], data.get("owner")))
+        return sorted(galleries, key=lambda g: g.name)
+
+    def delete_gallery(self, name: str) -> None:
+        if self.get_gallery(name) is None:
+            raise NotFound(f"no gallery {name!r}")
+        subjects = self._call(lambda: self.client.hkeys(self._k("subjects", name)))
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            for subject in subjects:
+                pipe.delete(self._k("subject-templates", name, subject.decode()))
+            pipe.delete(
+                self._k("subjects", name),
+                self._k("subject-order", name),
+                self._k("templates", name),
+                self._k("vectors", name),
+            )
+            pipe.hdel(self._k("galleries"), name)
+            self._change(pipe, Change("remove_gallery", name))
+            pipe.execute()
+
+        self._call(run)
+
+    # subjects
+    def create_subject(self, gallery: str, subject_id: str, metadata: dict[str, Any]) -> Subject:
+        from service.gallery.records import now
+
+        if self.get_gallery(gallery) is None:
+            raise NotFound(f"no gallery {gallery!r}")
+        subject = Subject(gallery, subject_id, now(), metadata)
+        payload = json.dumps({"created": subject.created, "metadata": metadata})
+        if not self._call(lambda: self.client.hsetnx(self._k("subjects", gallery), subject_id, payload)):
+            raise Conflict(f"subject {subject_id!r} already exists in gallery {gallery!r}")
+        self._call(lambda: self.client.zadd(self._k("subject-order", gallery), {subject_id: 0}))
+        return subject
+
+    def get_subject(self, gallery: str, subject_id: str) -> Subject | None:
+        raw = self._call(lambda: self.client.hget(self._k("subjects", gallery), subject_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        count = self._call(lambda: self.client.scard(self._k("subject-templates", gallery, subject_id)))
+        return Subject(gallery, subject_id, data["created"], data["metadata"], count)
+
+    def list_subjects(self, gallery: str, after: str | None, limit: int) -> list[Subject]:
+        start = f"({after}" if after else "-"
+        ids = self._call(lambda: self.client.zrangebylex(self._k("subject-order", gallery), start, "+", 0, limit))
+        subjects = [self.get_subject(gallery, i.decode()) for i in ids]
+        return [s for s in subjects if s is not None]
+
+    def delete_subject(self, gallery: str, subject_id: str) -> list[str]:
+        if self.get_subject(gallery, subject_id) is None:
+            raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
+        ids = [
+            i.decode()
+            for i in self._call(lambda: self.client.smembers(self._k("subject-templates", gallery, subject_id)))
+        ]
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            if ids:
+                pipe.hdel(self._k("templates", gallery), *ids)
+                pipe.hdel(self._k("vectors", gallery), *ids)
+            pipe.delete(self._k("subject-templates", gallery, subject_id))
+            pipe.hdel(self._k("subjects", gallery), subject_id)
+            pipe.zrem(self._k("subject-order", gallery), subject_id)
+            self._change(pipe, Change("remove_subject", gallery, subject_id=subject_id))
+            pipe.execute()
+
+        self._call(run)
+        return ids
+
+    # templates
+    def add_template(self, template: Template) -> None:
+        if self.get_subject(template.gallery, template.subject_id) is None:
+            raise NotFound(f"no subject {template.subject_id!r} in gallery {template.gallery!r}")
+        meta = json.dumps(
+            {
+                "subject": template.subject_id,
+                "model": template.model,
+                "created": template.created,
+                "quality": template.quality,
+            }
+        )
+        vector = template.vector_bytes()
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self._k("templates", template.gallery), template.template_id, meta)
+            pipe.hset(self._k("vectors", template.gallery), template.template_id, vector)
+            pipe.sadd(self._k("subject-templates", template.gallery, template.subject_id), template.template_id)
+            self._change(
+                pipe,
+                Change(
+                    "add_template", template.gallery, template.template_id, template.subject_id, template.model, vector
+                ),
+            )
+            pipe.execute()
+
+        self._call(run)
+
+    def _template(self, gallery: str, template_id: str, meta: bytes, vector: bytes) -> Template:
+        data = json.loads(meta)
+        return Template(
+            template_id,
+            gallery,
+            data["subject"],
+            data["model"],
+            Template.vector_from(vector),
+            data["created"],
+            data["quality"],
+        )
+
+    def delete_template(self, gallery: str, template_id: str) -> Template | None:
+        meta = self._call(lambda: self.client.hget(self._k("templates", gallery), template_id))
+        vector = self._call(lambda: self.client.hget(self._k("vectors", gallery), template_id))
+        if meta is None or vector is None:
+            return None
+        template = self._template(gallery, template_id, meta, vector)
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(self._k("templates", gallery), template_id)
+            pipe.hdel(self._k("vectors", gallery), template_id)
+            pipe.srem(self._k("subject-templates", gallery, template.subject_id), template_id)
+            self._change(pipe, Change("remove_template", gallery, template_id, template.subject_id))
+            pipe.execute()
+
+        self._call(run)
+        return template
+
+    def subject_templates(self, gallery: str, subject_id: str) -> list[Template]:
+        ids = [
+            i.decode()
+            for i in self._call(lambda: self.client.smembers(self._k("subject-templates", gallery, subject_id)))
+        ]
+        if not ids:
+            return []
+        metas = self._call(lambda: self.client.hmget(self._k("templates", gallery), ids))
+        vectors = self._call(lambda: self.client.hmget(self._k("vectors", gallery), ids))
+        found = [self._template(gallery, i, m, v) for i, m, v in zip(ids, metas, vectors, strict=True) if m and v]
+        return sorted(found, key=lambda t: t.created)
+
+    def all_templates(self) -> Iterator[Template]:
+        for gallery in self.list_galleries():
+            metas = self._call(lambda g=gallery.name: self.client.hgetall(self._k("templates", g)))
+            for template_id, meta in metas.items():
+                vector = self._call(lambda g=gallery.name, t=template_id: self.client.hget(self._k("vectors", g), t))
+                if vector is not None:
+                    yield self._template(gallery.name, template_id.decode(), meta, vector)
+
+    def count_templates(self, gallery: str | None = None) -> int:
+        galleries = [gallery] if gallery else [g.name for g in self.list_galleries()]
+        return sum(self._call(lambda g=g: self.client.hlen(self._k("templates", g))) for g in galleries)
+
+    # keys
+    def add_key(self, key: ApiKey) -> None:
+        payload = json.dumps(
+            {
+                "key_id": key.key_id,
+                "name": key.name,
+                "scopes": key.scopes,
+                "galleries": key.galleries,
+                "created": key.created,
+                "revoked": key.revoked,
+            }
+        )
+        self._call(lambda: self.client.hset(self._k("keys"), key.key_hash, payload))
+
+    def _key(self, key_hash: str, raw: bytes) -> ApiKey:
+        data = json.loads(raw)
+        return ApiKey(
+            data["key_id"], key_hash, data["name"], data["scopes"], data["galleries"], data["created"], data["revoked"]
+        )
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        raw = self._call(lambda: self.client.hget(self._k("keys"), key_hash))
+        return None if raw is None else self._key(key_hash, raw)
+
+    def list_keys(self) -> list[ApiKey]:
+        raw = self._call(lambda: self.client.hgetall(self._k("keys")))
+        return sorted((self._key(h.decode(), v) for h, v in raw.items()), key=lambda k: k.created)
+
+    def revoke_key(self, key_id: str) -> bool:
+        for key in self.list_keys():
+            if key.key_id == key_id:
+                key.revoked = True
+                self.add_key(key)
+                return True
+        return False
+
+    # audit
+    def audit(self, event: dict[str, Any]) -> None:
+        self._call(
+            lambda: self.client.xadd(
+                self._k("audit"), {"event": json.dumps(event)}, maxlen=AUDIT_MAXLEN, approximate=True
+            )
+        )
+
+    def read_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        entries = self._call(lambda: self.client.xrevrange(self._k("audit"), count=limit))
+        return [json.loads(fields[b"event"]) for _id, fields in entries]
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.exceptions.RedisError:
+            return False
+
+    def close(self) -> None:
+        self.client.close()
+
+    # the change feed
+    def latest_change(self) -> str:
+        """The stream position to follow from after loading a snapshot taken *after* this call."""
+        entries = self._call(lambda: self.client.xrevrange(self._k("changes"), count=1))
+        return entries[0][0].decode() if entries else "0-0"
+
+    def trimmed_past(self, position: str) -> bool:
+        """Whether entries after ``position`` were trimmed away (this replica missed changes)."""
+        try:
+            info = self.client.xinfo_stream(self._k("changes"))
+        except redis.exceptions.ResponseError:  # no stream yet
+            return False
+        deleted = info.get("max-deleted-entry-id") or b"0-0"
+        return _stream_id(deleted) > _stream_id(position)
+
+    def follow(self, apply: Callable[[Change], None], reload: Callable[[], None], stop: threading.Event) -> None:
+        """Apply changes after ``self.position`` until ``stop`` is set (runs in a thread)."""
+        while not stop.is_set():
+            try:
+                if self.trimmed_past(self.position):
+                    reload()
+                    continue
+                reply = self.client.xread({self._k("changes"): self.position}, count=500, block=1000)
+            except redis.exceptions.RedisError:
+                stop.wait(1.0)  # Redis away: retry; readiness reports it
+                continue
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    apply(
+                        Change(
+                            op=fields[b"op"].decode(),
+                            gallery=fields[b"gallery"].decode(),
+                            template_id=fields[b"template"].decode(),
+                            subject_id=fields[b"subject"].decode(),
+                            model=fields[b"model"].decode(),
+                            vector=fields[b"vector"],
+                        )
+                    )
+                    self.position = entry_id.decode()
