@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format serve bench venv clean
+.PHONY: test lint format serve bench venv services clean
 
 # The environment: a local venv with the project and its test tools (pinned in pyproject.toml).
 $(STAMP): pyproject.toml
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Services the tests start themselves (redis-server), installed from Debian's packages when missing.
+services:
+	@scripts/install-services.sh
+
 # The whole suite: lint, then every test (tests needing ../shared/data skip without it, but fail in CI).
-test: lint
+test: lint services
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

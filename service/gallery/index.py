@@ -135,7 +135,11 @@ class GalleryIndex:
         if not ids:
             return 0
         with self.lock.write():
-            self._index.remove_ids(np.array(ids, dtype=np.int64))
+            ids_array = np.array(ids, dtype=np.int64)
+            if self._kind == "ivf":  # the IVF's hash-table direct map removes by an explicit id array only
+                self._index.remove_ids(faiss.IDSelectorArray(len(ids_array), faiss.swig_ptr(ids_array)))
+            else:
+                self._index.remove_ids(ids_array)
             for faiss_id in ids:
                 template_id = self._template_of.pop(faiss_id)
                 del self._id_of[template_id]
@@ -204,7 +208,7 @@ class GalleryIndex:
                 if len(ids):
                     inner.train(vectors)
                 inner.nprobe = max(8, lists // 16)
-                index = faiss.IndexIDMap2(inner)
+                index = inner  # IVF keeps ids itself; its direct map reconstructs them
             else:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
             if len(ids):

@@ -46,7 +46,7 @@ class GalleryManager:
     def load(self) -> None:
         """(Re)build every index from the store: the index is derived data."""
         start = time.perf_counter()
-        position = self.store.latest_change() if self.store.kind == "redis" else None  # before the snapshot
+        marker = self.store.snapshot_marker() if self.store.kind == "redis" else None  # before the snapshot
         fresh: dict[str, list[tuple[str, str, np.ndarray]]] = {}
         skipped = 0
         for gallery in self.store.list_galleries():
@@ -64,8 +64,8 @@ class GalleryManager:
             indexes[name] = index
         with self._lock:
             self._indexes = indexes
-        if position is not None:
-            self.store.position = position
+        if marker is not None:
+            self.store.position, self.store.consumed = marker
         self.skipped_other_models = skipped
         self.load_seconds = time.perf_counter() - start
         log.info(

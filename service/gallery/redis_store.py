@@ -47,6 +47,7 @@ class RedisStore:
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self.position = "0-0"  # last change this replica has applied
+        self.consumed = 0  # how many changes, ever, this replica's state includes (Redis's entries-added)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -306,25 +307,37 @@ class RedisStore:
         self.client.close()
 
     # the change feed
-    def latest_change(self) -> str:
-        """The stream position to follow from after loading a snapshot taken *after* this call."""
-        entries = self._call(lambda: self.client.xrevrange(self._k("changes"), count=1))
-        return entries[0][0].decode() if entries else "0-0"
-
-    def trimmed_past(self, position: str) -> bool:
-        """Whether entries after ``position`` were trimmed away (this replica missed changes)."""
+    def _stream_info(self) -> dict[str, Any] | None:
         try:
-            info = self.client.xinfo_stream(self._k("changes"))
+            return self.client.xinfo_stream(self._k("changes"))
         except redis.exceptions.ResponseError:  # no stream yet
+            return None
+
+    def snapshot_marker(self) -> tuple[str, int]:
+        """(position, changes ever added) to follow from after a snapshot taken *after* this call."""
+        info = self._call(self._stream_info)
+        if info is None:
+            return "0-0", 0
+        return info["last-generated-id"].decode(), int(info["entries-added"])
+
+    def trimmed_past(self, position: str, consumed: int) -> bool:
+        """Whether changes after ``position`` were trimmed away before this replica read them.
+
+        Trimming drops the oldest entries. If the oldest entry left is newer than our position and fewer
+        entries are left than were added since our position, some of ours are gone.
+        """
+        info = self._stream_info()
+        if info is None or not info.get("first-entry"):
             return False
-        deleted = info.get("max-deleted-entry-id") or b"0-0"
-        return _stream_id(deleted) > _stream_id(position)
+        first = info["first-entry"][0]
+        unread = int(info["entries-added"]) - consumed
+        return _stream_id(first) > _stream_id(position) and unread > int(info["length"])
 
     def follow(self, apply: Callable[[Change], None], reload: Callable[[], None], stop: threading.Event) -> None:
         """Apply changes after ``self.position`` until ``stop`` is set (runs in a thread)."""
         while not stop.is_set():
             try:
-                if self.trimmed_past(self.position):
+                if self.trimmed_past(self.position, self.consumed):
                     reload()
                     continue
                 reply = self.client.xread({self._k("changes"): self.position}, count=500, block=1000)
@@ -344,3 +357,4 @@ class RedisStore:
                         )
                     )
                     self.position = entry_id.decode()
+                    self.consumed += 1

@@ -1,0 +1,179 @@
+"""Durability and sharing: kill -9 during enrollment (SQLite), two replicas on one Redis, a trimmed stream."""
+
+from __future__ import annotations
+
+import io
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from service.gallery.index import GalleryIndex, flatten_embedding
+from service.gallery.records import Template, now
+from service.gallery.redis_store import RedisStore
+from tests.service.conftest import start_server
+
+
+def sequence(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, silhouettes=(rng.random((8, 64, 44)) > 0.6).astype(np.uint8) * 255)
+    return buffer.getvalue()
+
+
+def files(data: bytes) -> dict:
+    return {"file": ("probe.npz", data, "application/octet-stream")}
+
+
+def test_kill_9_during_enrollment_loses_no_acknowledged_template(tmp_path, models):
+    data_dir = tmp_path / "data"
+    running = start_server(data_dir, models)
+    key = running.admin_key
+    with running.client() as api:
+        api.post("/v1/galleries", json={"name": "door"})
+        api.post("/v1/galleries/door/subjects", json={"subject_id": "visitor"})
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def enroll_forever() -> None:
+        with httpx.Client(base_url=running.url, headers={"X-API-Key": key}, timeout=30) as api:
+            seed = 0
+            while not stop.is_set():
+                seed += 1
+                try:
+                    response = api.post("/v1/galleries/door/subjects/visitor/templates", files=files(sequence(seed)))
+                except httpx.HTTPError:
+                    return  # the server died mid-request: that one was never acknowledged
+                if response.status_code == 201:
+                    acknowledged.append(response.json()["template_id"])
+
+    worker = threading.Thread(target=enroll_forever)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running.stop(signal.SIGKILL)  # no shutdown, no flush: only what is on disk survives
+    stop.set()
+    worker.join(timeout=30)
+    assert len(acknowledged) >= 8
+
+    restarted = start_server(data_dir, models)
+    try:
+        with restarted.client(key) as api:
+            stored = {t["template_id"] for t in api.get("/v1/galleries/door/subjects/visitor").json()["template_list"]}
+            assert set(acknowledged) <= stored  # every acknowledged template survived
+            assert api.get("/v1/galleries/door").json()["templates"] == len(stored)  # index == store after restart
+    finally:
+        restarted.stop()
+
+
+def test_two_replicas_share_a_gallery_through_redis(tmp_path, models, redis_server):
+    first = start_server(tmp_path / "a", models, store=redis_server.url)
+    second = start_server(tmp_path / "b", models, store=redis_server.url)
+    try:
+        assert first.admin_key and second.admin_key is None  # one admin key for the shared store, made once
+        with first.client() as a, second.client(first.admin_key) as b:
+            assert a.post("/v1/galleries", json={"name": "shared"}).status_code == 201
+            a.post("/v1/galleries/shared/subjects", json={"subject_id": "walker"})
+            probe = sequence(7)
+            enrolled = a.post("/v1/galleries/shared/subjects/walker/templates", files=files(probe))
+            assert enrolled.status_code == 201
+            acknowledged = time.monotonic()
+            while True:  # the other replica finds it within a second
+                result = b.post("/v1/galleries/shared/identify", files=files(probe), data={"threshold": "0.5"}).json()
+                if result["candidates"]:
+                    break
+                assert time.monotonic() - acknowledged < 1.0, "replica B did not see the template within 1 s"
+                time.sleep(0.05)
+            assert result["candidates"][0]["subject_id"] == "walker"
+            assert time.monotonic() - acknowledged < 1.0
+            # deletions travel too
+            b.delete("/v1/galleries/shared/subjects/walker")
+            deadline = time.monotonic() + 2
+            while a.get("/v1/galleries/shared").json()["templates"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert a.get("/v1/galleries/shared").json()["templates"] == 0
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_replica_behind_a_trimmed_stream_reloads(redis_server):
+    from service.gallery.manager import GalleryManager
+
+    writer, reader = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    writer.create_gallery("g", {}, None)
+    writer.create_subject("g", "s", {})
+    manager = GalleryManager(reader, "m", 4)
+    manager.load()
+    stale = (reader.position, reader.consumed)
+    for i in range(20):
+        writer.add_template(Template(f"t{i}", "g", "s", "m", np.full(4, 0.5, np.float32), now(), {}))
+    writer.client.xtrim("gader:changes", maxlen=5, approximate=False)  # entries this replica never read are gone
+    assert reader.trimmed_past(*stale)
+    assert not writer.trimmed_past(*writer.snapshot_marker())  # an up-to-date replica has missed nothing
+    manager.start()
+    deadline = time.monotonic() + 5
+    while manager.sizes().get("g") != 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    manager.stop()
+    assert manager.sizes()["g"] == 20  # recovered by reloading the snapshot, not by the trimmed stream
+
+
+def test_changes_apply_idempotently():
+    vector = flatten_embedding(np.eye(4, 2, dtype=np.float32))  # [4 channels, 2 parts] -> 8 dims
+    index = GalleryIndex(8)
+    assert index.add([("t1", "s", vector)]) == 1
+    assert index.add([("t1", "s", vector)]) == 0
+    assert index.remove(["t1"]) == 1 and index.remove(["t1"]) == 0 and len(index) == 0
+
+
+def test_index_aggregates_subjects_and_switches_to_ivf():
+    rng = np.random.default_rng(0)
+    index = GalleryIndex(16, ivf_threshold=300)
+    centres = rng.normal(size=(50, 16))
+    items = []
+    for t in range(400):
+        subject = t % 50
+        vector = centres[subject] + 0.05 * rng.normal(size=16)
+        items.append((f"t{t}", f"s{subject}", (vector / np.linalg.norm(vector)).astype(np.float32)))
+    index.add(items[:200])
+    assert index.kind == "flat"
+    index.add(items[200:])
+    assert index.kind == "ivf" and len(index) == 400
+    query = (centres[7] / np.linalg.norm(centres[7])).astype(np.float32)
+    hits = index.search_subjects(query, 5)
+    assert hits[0].subject_id == "s7" and len({h.subject_id for h in hits}) == 5  # subjects, not templates
+    index.remove_subject("s7")
+    assert all(h.subject_id != "s7" for h in index.search_subjects(query, 5))
+
+
+@pytest.mark.parametrize("readers", [4])
+def test_readers_writer_lock_lets_readers_share(readers):
+    from service.gallery.index import ReadWriteLock
+
+    lock = ReadWriteLock()
+    inside, peak = 0, 0
+    guard = threading.Lock()
+
+    def read() -> None:
+        nonlocal inside, peak
+        with lock.read():
+            with guard:
+                inside += 1
+                peak = max(peak, inside)
+            time.sleep(0.1)
+            with guard:
+                inside -= 1
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak > 1
+    with lock.write():  # a writer gets in once the readers are done
+        assert inside == 0
