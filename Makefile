@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 .PHONY: test lint format serve bench venv services clean
 
 # The environment: a local venv with the project and its test tools (pinned in pyproject.toml).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml proto/gader/v1/gader.proto
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -c "import service.grpc_gen as g; g.ensure()"  # gRPC code, generated from proto/
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,10 +1,15 @@
 """GADER's gait detector (§3.1): classify windows of the Double Helical Signature, keep the full-body
 gait windows, suppress overlaps, merge neighbours, and decide whether a sequence holds usable gait.
 
-- Classifier: five convolution layers over a DHS window (an image ``W x t``: body width by time), a
-  max over the window's time axis (so any window length works), and an MLP over the four classes
+- Classifier: five convolution layers over the DHS (an image ``W x t``: body width by time), a max over
+  the window's time axis (so any window length works), and an MLP over the four classes
   {full, partial} x {gait, standing}; trained with cross-entropy on random windows.
-- Inference: windows of several lengths and strides over the whole DHS, all classified in one batch;
+- The convolutions are shared: they run once over the whole DHS, and each window max-pools the feature
+  columns inside it (as detection networks share features between proposals). A window therefore sees a
+  few frames of context at its edges (the receptive field, +-5 frames); training crops windows with the
+  same context, so both see the same thing. This makes the detector cost about one small CNN pass per
+  sequence, whatever the number of windows.
+- Inference: windows of several lengths and strides over the whole DHS, all classified in one pass;
   windows predicted *full + gait* above a score threshold survive non-maximum suppression; survivors
   closer than a gap are merged into gait segments. Each frame's label is the class with the highest mean
   probability over the windows that cover it. The share of frames inside gait segments decides ``usable``.
@@ -37,8 +42,9 @@ class DetectorConfig:
     band: int = 3  # rows averaged around the knee row
     width: int = 44  # DHS width: the side-cut aligned silhouette width
     # network
-    channels: tuple[int, int, int, int, int] = (16, 32, 48, 64, 96)
-    hidden: int = 128
+    channels: tuple[int, int, int, int, int] = (8, 16, 24, 32, 48)
+    hidden: int = 64
+    context: int = 8  # frames of context a training window carries on each side (>= the receptive field)
     # inference
     window_lengths: tuple[int, ...] = (16, 24, 36)  # frames
     stride: int = 4  # frames between window starts
@@ -74,40 +80,46 @@ def dhs_of(silhouettes: np.ndarray, config: DetectorConfig) -> np.ndarray:
 
 
 class DHSClassifier(nn.Module):
-    """DHS windows [n, 1, W, t] (+ time mask [n, t]) -> class logits [n, 4]."""
+    """DHS [n, 1, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4]."""
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
         inputs = (1, *config.channels[:-1])
-        self.convs = nn.ModuleList(
-            nn.Conv2d(i, o, 3, padding=1, bias=False) for i, o in zip(inputs, config.channels, strict=True)
-        )
+        pairs = zip(inputs, config.channels, strict=True)
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1, bias=False) for i, o in pairs)
         self.norms = nn.ModuleList(nn.BatchNorm2d(o) for o in config.channels)
-        in_channels = config.channels[-1]
-        self.pool_after = {1, 3}  # halve the body-width axis after the 2nd and 4th layers (44 -> 22 -> 11)
+        self.pool_after = {0, 2}  # halve the body-width axis after the 1st and 3rd layers (44 -> 22 -> 11)
         width = config.width
         for _ in self.pool_after:
             width //= 2
         self.mlp = nn.Sequential(
-            nn.Linear(in_channels * width, config.hidden),
+            nn.Linear(config.channels[-1] * width, config.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(0.2),
             nn.Linear(config.hidden, len(DETECTOR_CLASSES)),
         )
 
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = windows  # [n, 1, W, t]
+    def features(self, dhs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """DHS [n, 1, W, t] (valid [n, t]: real columns) -> feature columns [n, C, W', t]."""
+        x = dhs
         for index, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = F.relu(norm(conv(x)))
-            if mask is not None:  # padded time steps stay zero, as the convolutions' own padding
-                x = x * mask[:, None, None, :].to(x.dtype)
+            if valid is not None:  # padded columns stay zero, as the convolutions' own padding
+                x = x * valid[:, None, None, :].to(x.dtype)
             if index in self.pool_after:
-                x = F.max_pool2d(x, (2, 1))  # [n, c, W/2, t]
-        if mask is not None:
-            x = x.masked_fill(~mask[:, None, None, :], float("-inf"))
-        pooled = x.max(dim=3).values  # temporal max over the window: [n, c, W']
-        return self.mlp(pooled.flatten(1))  # [n, 4]
+                x = F.max_pool2d(x, (2, 1))
+        return x
+
+    def classify(self, features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """features [n, C, W', t] (n = 1: shared by every window, or one per window); windows [m, t] bool
+        (the columns each window pools) -> logits [m, 4]."""
+        pooled = features.masked_fill(~windows[:, None, None, :], float("-inf")).max(dim=3).values  # [m, C, W']
+        return self.mlp(pooled.flatten(1))
+
+    def forward(self, dhs: torch.Tensor, valid: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor:
+        """Training: crops [n, 1, W, t] with context, valid [n, t], window columns [n, t] -> logits [n, 4]."""
+        return self.classify(self.features(dhs, valid), windows)
 
 
 @dataclass
@@ -162,15 +174,12 @@ def window_positions(frames: int, config: DetectorConfig) -> list[tuple[int, int
     return sorted(positions)
 
 
-def stack_windows(dhs: np.ndarray, positions: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """DHS [W, T] -> padded windows [n, 1, W, t_max] and mask [n, t_max]."""
-    longest = max(end - start for start, end in positions)
-    windows = np.zeros((len(positions), 1, dhs.shape[0], longest), np.float32)
-    mask = np.zeros((len(positions), longest), bool)
+def window_masks(frames: int, positions: list[tuple[int, int]]) -> torch.Tensor:
+    """bool [m, T]: the columns each window covers."""
+    masks = torch.zeros(len(positions), frames, dtype=torch.bool)
     for i, (start, end) in enumerate(positions):
-        windows[i, 0, :, : end - start] = dhs[:, start:end]
-        mask[i, : end - start] = True
-    return torch.from_numpy(windows), torch.from_numpy(mask)
+        masks[i, start:end] = True
+    return masks
 
 
 def _iou(a: tuple[int, int], b: tuple[int, int]) -> float:
@@ -199,6 +208,29 @@ def suppress_and_merge(
     return segments, kept
 
 
+def report_from_windows(
+    frames: int, positions: list[tuple[int, int]], probabilities: np.ndarray, config: DetectorConfig
+) -> DetectionReport:
+    """Window probabilities [m, 4] -> segments (NMS + merge), per-frame labels, gait fraction, usable.
+
+    Shared by in-process inference and by the Triton client, which only moves the network elsewhere.
+    """
+    segments, kept = suppress_and_merge(positions, probabilities[:, FULL_GAIT], config)
+    # Per frame: mean class probabilities of the windows covering it.
+    totals = np.zeros((frames, len(DETECTOR_CLASSES)), np.float64)
+    counts = np.zeros(frames)
+    for (start, end), p in zip(positions, probabilities, strict=True):
+        totals[start:end] += p
+        counts[start:end] += 1
+    frame_probabilities = (totals / counts[:, None]).astype(np.float32)
+    labels = [DETECTOR_CLASSES[i] for i in frame_probabilities.argmax(axis=1)]
+    gait_frames = sum(s.end - s.start + 1 for s in segments)
+    fraction = gait_frames / frames
+    usable = fraction >= config.min_gait_fraction and gait_frames >= min(config.min_gait_frames, frames)
+    kept_windows = [(positions[i][0], positions[i][1] - 1, FULL_GAIT, float(probabilities[i, FULL_GAIT])) for i in kept]
+    return DetectionReport(frames, segments, labels, frame_probabilities, fraction, usable, kept_windows)
+
+
 class GaitDetector:
     """The whole inference procedure around a trained ``DHSClassifier``."""
 
@@ -210,9 +242,11 @@ class GaitDetector:
         self.device = torch.device(device)
 
     @torch.no_grad()
-    def probabilities(self, windows: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-        logits = self.classifier(windows.to(self.device), mask.to(self.device))
-        return torch.softmax(logits, dim=1).cpu().numpy()  # [n, 4]
+    def window_probabilities(self, dhs: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
+        """DHS [W, T] and windows -> class probabilities [m, 4]; one feature pass for all windows."""
+        features = self.classifier.features(torch.from_numpy(dhs)[None, None].to(self.device))  # [1, C, W', T]
+        logits = self.classifier.classify(features, window_masks(dhs.shape[1], positions).to(self.device))
+        return torch.softmax(logits, dim=1).cpu().numpy()
 
     def detect(self, silhouettes: np.ndarray) -> DetectionReport:
         """Aligned silhouettes [T, 64, 64|44] -> the detection report."""
@@ -222,28 +256,9 @@ class GaitDetector:
 
     def detect_dhs(self, dhs: np.ndarray) -> DetectionReport:
         """DHS [W, T] -> the detection report."""
-        frames = int(dhs.shape[1])
-        positions = window_positions(frames, self.config)
-        windows, mask = stack_windows(dhs, positions)
-        probabilities = self.probabilities(windows, mask)  # [n, 4], all windows in one forward pass
-        segments, kept = suppress_and_merge(positions, probabilities[:, FULL_GAIT], self.config)
-        # Per frame: mean class probabilities of the windows covering it.
-        totals = np.zeros((frames, len(DETECTOR_CLASSES)), np.float64)
-        counts = np.zeros(frames)
-        for (start, end), p in zip(positions, probabilities, strict=True):
-            totals[start:end] += p
-            counts[start:end] += 1
-        frame_probabilities = (totals / counts[:, None]).astype(np.float32)
-        labels = [DETECTOR_CLASSES[i] for i in frame_probabilities.argmax(axis=1)]
-        gait_frames = sum(s.end - s.start + 1 for s in segments)
-        fraction = gait_frames / frames
-        usable = fraction >= self.config.min_gait_fraction and gait_frames >= min(self.config.min_gait_frames, frames)
-        kept_windows = [
-            (positions[i][0], positions[i][1] - 1, FULL_GAIT, float(probabilities[i, FULL_GAIT])) for i in kept
-        ]
-        return DetectionReport(frames, segments, labels, frame_probabilities, fraction, usable, kept_windows)
+        positions = window_positions(int(dhs.shape[1]), self.config)
+        return report_from_windows(int(dhs.shape[1]), positions, self.window_probabilities(dhs, positions), self.config)
 
     def classify_whole_dhs(self, dhs: np.ndarray) -> int:
         """The paper's ablation: the whole DHS as one window, one class for the sequence."""
-        windows, mask = stack_windows(dhs, [(0, dhs.shape[1])])
-        return int(self.probabilities(windows, mask)[0].argmax())
+        return int(self.window_probabilities(dhs, [(0, dhs.shape[1])])[0].argmax())

@@ -38,6 +38,7 @@ class PipelineConfig:
     max_frames: int = 720  # frames per sequence at most (OpenGait's test limit)
     use_ratios: bool = True
     gait_weight: float = 0.8  # fusion weight of gait when both modalities exist
+    fallback_whole_sequence: bool = False  # not usable: embed every frame instead of returning no embedding
 
 
 @dataclass
@@ -132,6 +133,8 @@ class GaderPipeline:
         else:
             gait = detection.gait_mask
             usable = detection.usable and int(gait.sum()) >= self.config.min_frames
+            if not usable and self.config.fallback_whole_sequence and record.frames >= self.config.min_frames:
+                gait, usable = np.ones(record.frames, bool), True
         clock = time.perf_counter()
         embedding = self.embed_frames(record.select(gait)) if usable else None
         timings["embedding"] = 1000 * (time.perf_counter() - clock)

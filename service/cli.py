@@ -25,24 +25,46 @@ client_app = typer.Typer(help="Talk to a running service (GADER_URL, GADER_API_K
 def serve(
     host: str | None = typer.Option(None, "--host", help="Bind address (default GADER_HOST or 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="HTTP port (default GADER_PORT or 8000)."),
-    grpc_port: int | None = typer.Option(None, "--grpc-port", help="Also serve gRPC on this port."),
+    grpc_port: int | None = typer.Option(None, "--grpc-port", help="Also serve gRPC on this port (GADER_GRPC_PORT)."),
 ) -> None:
-    """Start the matching service (REST, OpenAPI docs at /docs)."""
+    """Start the matching service: REST (OpenAPI docs at /docs) and, with --grpc-port, gRPC, on one core."""
+    import asyncio
+
     import uvicorn
 
     from service.app import create_app
+    from service.runtime import build_core, close_core
     from service.settings import Settings
 
     settings = Settings()
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "grpc_port": grpc_port}.items() if v}
     settings = settings.model_copy(update=overrides)
-    print(
-        f"gader: serving on http://{settings.host}:{settings.port} (docs at /docs), store {settings.store}, "
-        f"inference {settings.inference}, model {settings.model}",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+    async def run() -> None:
+        core = build_core(settings)
+        grpc_server = None
+        if settings.grpc_port:
+            from service.grpc_server import start_grpc
+
+            grpc_server = await start_grpc(core, settings.host, settings.grpc_port)
+        print(
+            f"gader: serving on http://{settings.host}:{settings.port} (docs at /docs)"
+            + (f" and gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else "")
+            + f"; store {settings.store}, inference {settings.inference}, model {core.inference.model_id}",
+            file=sys.stderr,
+            flush=True,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, core), host=settings.host, port=settings.port, log_level="info")
+        )
+        try:
+            await server.serve()
+        finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)
+            await close_core(core)
+
+    asyncio.run(run())
 
 
 def _keyring():

@@ -90,7 +90,7 @@ class KeyRing:
 
     def authenticate(self, key: str | None) -> Principal:
         if not key:
-            raise Unauthenticated("missing API key (send it in the X-API-Key header)")
+            raise Unauthenticated("missing API key (the X-API-Key header, or x-api-key gRPC metadata)")
         record = self.store.find_key(hash_key(key))
         if record is None or record.revoked:
             raise Unauthenticated("invalid or revoked API key")

@@ -14,7 +14,6 @@ from gader.detector import (
     DetectorConfig,
     DHSClassifier,
     GaitDetector,
-    stack_windows,
     suppress_and_merge,
     window_positions,
 )
@@ -57,16 +56,25 @@ def test_nms_and_merge_by_hand():
     assert (merged[0].start, merged[0].end, round(merged[0].score, 2)) == (0, 23, 0.9)
 
 
-def test_batched_windows_classify_like_single_windows():
+def test_shared_features_classify_each_window_like_a_crop_with_context():
+    """One feature pass over the whole DHS equals classifying each window's crop (with its context) alone."""
     torch.manual_seed(0)
-    classifier = DHSClassifier(DetectorConfig()).eval()
-    dhs = np.random.default_rng(0).random((44, 50), dtype=np.float32)
-    positions = [(0, 16), (5, 41), (30, 50)]
-    windows, mask = stack_windows(dhs, positions)
-    with torch.no_grad():
-        together = classifier(windows, mask)
-        alone = torch.cat([classifier(*stack_windows(dhs, [p])) for p in positions])
-    assert (together - alone).abs().max() < 1e-5
+    config = DetectorConfig()
+    classifier = DHSClassifier(config).eval()
+    dhs = np.random.default_rng(0).random((44, 60), dtype=np.float32)
+    positions = [(0, 16), (20, 44), (44, 60)]
+    detector = GaitDetector(classifier, config)
+    shared = detector.window_probabilities(dhs, positions)
+    context = 2 * len(config.channels)  # generous: more than the receptive field, so the crops see everything
+    alone = []
+    for start, end in positions:
+        left, right = max(0, start - context), min(60, end + context)
+        crop = torch.from_numpy(dhs[:, left:right])[None, None]
+        window = torch.zeros(1, right - left, dtype=torch.bool)
+        window[0, start - left : end - left] = True
+        with torch.no_grad():
+            alone.append(torch.softmax(classifier(crop, None, window), dim=1).numpy())
+    assert np.abs(shared - np.concatenate(alone)).max() < 1e-5
 
 
 @pytest.mark.shared_data

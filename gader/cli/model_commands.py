@@ -113,3 +113,46 @@ def import_opengait(
     )
     path = save_model(out, model.embedder(), card)
     err_console.print(f"wrote {path} ({arch}, embedding {card.embedding_shape[0]} x {card.embedding_shape[1]} parts)")
+
+
+def export(
+    to: Path = typer.Option(Path("model_repository"), "--to", help="Triton model repository to write into."),
+    model: list[str] = typer.Option([], "--model", help="GAR model(s) to export (id or directory); repeatable."),
+    detector: str | None = typer.Option(None, "--detector", help="Gait detector to export (id or directory)."),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Largest dynamic batch."),
+    queue_delay_us: int = typer.Option(2000, "--queue-delay-us", min=0, help="How long Triton waits to fill a batch."),
+) -> None:
+    """Write Triton python-backend models (TorchScript, plus ONNX) for GAR models and the detector."""
+    from gader.errors import GaderError
+    from gader.export import export_detector, export_gar
+
+    if not model and detector is None:
+        raise GaderError("nothing to export: give --model and/or --detector")
+    for name in model:
+        err_console.print(f"wrote {export_gar(name, to, max_batch, queue_delay_us)}")
+    if detector is not None:
+        err_console.print(f"wrote {export_detector(detector, to, max_batch, queue_delay_us)}")
+
+
+def triton_local(
+    repository: Path = typer.Option(Path("model_repository"), "--repository", help="Triton model repository."),
+    grpc_port: int = typer.Option(8001, "--grpc-port"),
+    http_port: int = typer.Option(8000, "--http-port"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu (KIND_GPU becomes KIND_CPU) or gpu."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where the server and the repository copy go."),
+) -> None:
+    """Run the tritonserver binary shipped in nvidia-pytriton on a model repository (until SIGTERM / Ctrl-C)."""
+    import signal
+    import threading
+
+    from gader import triton_local as runner
+
+    triton = runner.start(repository, grpc_port, http_port, workdir=workdir, device=device)
+    print(f"triton ready: gRPC {triton.grpc_url}, HTTP 127.0.0.1:{http_port}, models in {repository}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set() and triton.process.poll() is None:
+        stop.wait(0.5)
+    triton.stop()
+    print("triton stopped", flush=True)

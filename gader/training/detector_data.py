@@ -152,10 +152,17 @@ def majority(classes: np.ndarray) -> int:
 
 
 def sample_windows(
-    items: list[LabelledDHS], count: int, lengths: tuple[int, int], rng: np.random.Generator, balanced: bool = True
-) -> tuple[list[np.ndarray], np.ndarray]:
+    items: list[LabelledDHS],
+    count: int,
+    lengths: tuple[int, int],
+    rng: np.random.Generator,
+    balanced: bool = True,
+    context: int = 0,
+) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
+    Each window comes as (crop [W, t], first, last + 1): the crop adds up to ``context`` frames on each side
+    (what the shared convolutions see at inference), the window is the columns [first, last) of the crop.
     ``balanced`` draws the four classes equally often (rejection sampling on the majority label), since
     walking frames far outnumber the rest.
     """
@@ -166,23 +173,25 @@ def sample_windows(
         attempts += 1
         item = items[int(rng.integers(len(items)))]
         frames = item.dhs.shape[1]
-        length = int(rng.integers(lengths[0], lengths[1] + 1))
-        length = min(length, frames)
+        length = min(int(rng.integers(lengths[0], lengths[1] + 1)), frames)
         start = int(rng.integers(0, frames - length + 1))
         label = majority(item.classes[start : start + length])
         if wanted is not None and label != wanted[len(windows)] and attempts < 200 * count:
             continue
-        windows.append(item.dhs[:, start : start + length])
+        left, right = max(0, start - context), min(frames, start + length + context)
+        windows.append((item.dhs[:, left:right], start - left, start - left + length))
         labels.append(label)
     return windows, np.array(labels)
 
 
-def pad_windows(windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """[n] windows [W, t_i] -> [n, 1, W, t_max] and mask [n, t_max]."""
-    longest = max(w.shape[1] for w in windows)
-    batch = np.zeros((len(windows), 1, windows[0].shape[0], longest), np.float32)
-    mask = np.zeros((len(windows), longest), bool)
-    for i, window in enumerate(windows):
-        batch[i, 0, :, : window.shape[1]] = window
-        mask[i, : window.shape[1]] = True
-    return batch, mask
+def pad_windows(windows: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops -> batch [n, 1, W, t_max], valid columns [n, t_max], window columns [n, t_max]."""
+    longest = max(crop.shape[1] for crop, _first, _last in windows)
+    batch = np.zeros((len(windows), 1, windows[0][0].shape[0], longest), np.float32)
+    valid = np.zeros((len(windows), longest), bool)
+    pooled = np.zeros((len(windows), longest), bool)
+    for i, (crop, first, last) in enumerate(windows):
+        batch[i, 0, :, : crop.shape[1]] = crop
+        valid[i, : crop.shape[1]] = True
+        pooled[i, first:last] = True
+    return batch, valid, pooled

@@ -25,6 +25,7 @@ from gader.training.detector_data import (
     SOURCE_SYNTHETIC,
     LabelledDHS,
     collect,
+    majority,
     pad_windows,
     sample_windows,
 )
@@ -41,7 +42,7 @@ class DetectorTrainConfig:
     derived_share: float = 0.3  # share of real sequences that also yield partial / standing variants
     window_range: tuple[int, int] = (8, 48)  # random training-window lengths
     iterations: int = 3000
-    batch: int = 128
+    batch: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -96,19 +97,25 @@ def _split(
 
 
 def window_accuracy(
-    detector: GaitDetector, items: list[LabelledDHS], rng: np.random.Generator, count: int = 2000
+    detector: GaitDetector, items: list[LabelledDHS], rng: np.random.Generator, per_sequence: int = 8
 ) -> tuple[float, np.ndarray]:
-    """Accuracy and 4x4 confusion (rows: truth) on random windows of the inference lengths."""
+    """Accuracy and 4x4 confusion (rows: truth) of random windows of the inference lengths, classified
+    the way inference does (shared features over the whole DHS, pooled per window)."""
     lengths = detector.config.window_lengths
-    windows, labels = sample_windows(items, count, (min(lengths), max(lengths)), rng, balanced=False)
-    predictions = []
-    for start in range(0, count, 512):
-        batch, mask = pad_windows(windows[start : start + 512])
-        predictions.append(detector.probabilities(torch.from_numpy(batch), torch.from_numpy(mask)).argmax(axis=1))
-    predicted = np.concatenate(predictions)
+    truths, predictions = [], []
+    for item in items:
+        frames = item.dhs.shape[1]
+        positions = []
+        for _ in range(per_sequence):
+            length = min(int(rng.integers(min(lengths), max(lengths) + 1)), frames)
+            start = int(rng.integers(0, frames - length + 1))
+            positions.append((start, start + length))
+            truths.append(majority(item.classes[start : start + length]))
+        predictions.append(detector.window_probabilities(item.dhs, positions).argmax(axis=1))
+    truth, predicted = np.array(truths), np.concatenate(predictions)
     confusion = np.zeros((4, 4), np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    return float((predicted == labels).mean()), confusion
+    np.add.at(confusion, (truth, predicted), 1)
+    return float((predicted == truth).mean()), confusion
 
 
 def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progress: bool = True) -> dict[str, Any]:
@@ -143,9 +150,11 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
     began = time.perf_counter()
     model.train()
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
-        windows, labels = sample_windows(train_items, config.batch, config.window_range, rng)
-        batch, mask = pad_windows(windows)
-        logits = model(torch.from_numpy(batch), torch.from_numpy(mask))
+        windows, labels = sample_windows(
+            train_items, config.batch, config.window_range, rng, context=config.detector.context
+        )
+        batch, valid, pooled = pad_windows(windows)
+        logits = model(torch.from_numpy(batch), torch.from_numpy(valid), torch.from_numpy(pooled))
         loss = F.cross_entropy(logits, torch.from_numpy(labels))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,382 @@
+"""The gRPC front end (grpc.aio): the same operations as REST, on the same ``MatchingCore``.
+
+The API key travels in the ``x-api-key`` metadata entry. Service errors become standard status codes with
+the same messages as REST. Long sequences can be sent as a client stream of chunks. Standard health
+checking (``grpc.health.v1``) and server reflection are on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.core import MatchingCore
+from service.errors import InvalidInput, PayloadTooLarge, ServiceError
+from service.grpc_gen import modules
+
+pb, pb_grpc = modules()
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gader"].full_name
+
+STATUS = {
+    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+    "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
+    "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "already_exists": grpc.StatusCode.ALREADY_EXISTS,
+    "payload_too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _json(text: str, field: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{field} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field} must be a JSON object")
+    return value
+
+
+def frames_to_npz(frames: Any) -> bytes:
+    """A Frames message -> the .npz bytes the core decodes (so the core checks every rule once)."""
+    count, height, width = int(frames.count), int(frames.height), int(frames.width)
+    if count * height * width != len(frames.masks):
+        raise InvalidInput(
+            f"frames.masks holds {len(frames.masks)} bytes, not count x height x width = {count} x {height} x {width}"
+        )
+    arrays: dict[str, np.ndarray] = {"silhouettes": np.frombuffer(frames.masks, np.uint8).reshape(count, height, width)}
+    if len(frames.ratios):
+        arrays["ratios"] = np.asarray(frames.ratios, np.float32)
+    if frames.rgb:
+        if len(frames.rgb) != count * height * width * 3:
+            raise InvalidInput("frames.rgb must hold count x height x width x 3 bytes")
+        arrays["rgb"] = np.frombuffer(frames.rgb, np.uint8).reshape(count, height, width, 3)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def sequence_bytes(sequence: Any) -> tuple[bytes, str]:
+    kind = sequence.WhichOneof("source")
+    if kind == "file":
+        return sequence.file, sequence.filename or "upload"
+    if kind == "frames":
+        return frames_to_npz(sequence.frames), sequence.filename or "frames.npz"
+    raise InvalidInput("sequence: give a file or frames")
+
+
+def detection_message(report: dict[str, Any] | None) -> Any:
+    if report is None:
+        return None
+    return pb.Detection(
+        usable=report["usable"],
+        gait_fraction=report["gait_fraction"],
+        frames=report["frames"],
+        gait_frames=report["gait_frames"],
+        segments=[pb.Segment(start=s["start"], end=s["end"], score=s["score"]) for s in report["segments"]],
+        frame_labels=report["frame_labels"],
+    )
+
+
+class GaderServicer(pb_grpc.GaderServicer):
+    def __init__(self, core: MatchingCore) -> None:
+        self.core = core
+
+    async def _call(self, context: grpc.aio.ServicerContext, action):
+        """Authenticate from metadata, run, map service errors to status codes."""
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            principal = self.core.authenticate(metadata.get("x-api-key"))
+            return await action(principal)
+        except ServiceError as exc:
+            if exc.retry_after:
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            await context.abort(STATUS.get(exc.code, grpc.StatusCode.INTERNAL), exc.message)
+
+    # galleries
+    async def CreateGallery(self, request, context):
+        async def run(p):
+            gallery = self.core.create_gallery(p, request.name, _json(request.metadata_json, "metadata_json"))
+            return pb.Gallery(name=gallery.name, created=gallery.created, metadata_json=json.dumps(gallery.metadata))
+
+        return await self._call(context, run)
+
+    async def ListGalleries(self, request, context):
+        async def run(p):
+            return pb.ListGalleriesResponse(
+                galleries=[
+                    pb.Gallery(name=g.name, created=g.created, metadata_json=json.dumps(g.metadata), templates=size)
+                    for g, size in self.core.list_galleries(p)
+                ]
+            )
+
+        return await self._call(context, run)
+
+    async def DeleteGallery(self, request, context):
+        async def run(p):
+            self.core.delete_gallery(p, request.name)
+            return pb.Empty()
+
+        return await self._call(context, run)
+
+    # subjects
+    def _subject(self, subject, templates=None) -> Any:
+        return pb.Subject(
+            subject_id=subject.subject_id,
+            created=subject.created,
+            metadata_json=json.dumps(subject.metadata),
+            templates=len(templates) if templates is not None else subject.templates,
+            template_list=[
+                pb.TemplateInfo(
+                    template_id=t.template_id, model=t.model, created=t.created, quality_json=json.dumps(t.quality)
+                )
+                for t in templates or []
+            ],
+        )
+
+    async def CreateSubject(self, request, context):
+        async def run(p):
+            metadata = _json(request.metadata_json, "metadata_json")
+            return self._subject(self.core.create_subject(p, request.gallery, request.subject_id, metadata))
+
+        return await self._call(context, run)
+
+    async def GetSubject(self, request, context):
+        async def run(p):
+            subject, templates = self.core.get_subject(p, request.gallery, request.subject_id)
+            return self._subject(subject, templates)
+
+        return await self._call(context, run)
+
+    async def ListSubjects(self, request, context):
+        async def run(p):
+            page, cursor = self.core.list_subjects(p, request.gallery, request.cursor or None, request.limit or 100)
+            return pb.ListSubjectsResponse(subjects=[self._subject(s) for s in page], next_cursor=cursor or "")
+
+        return await self._call(context, run)
+
+    async def DeleteSubject(self, request, context):
+        async def run(p):
+            self.core.delete_subject(p, request.gallery, request.subject_id)
+            return pb.Empty()
+
+        return await self._call(context, run)
+
+    # templates
+    def _template(self, result) -> Any:
+        return pb.Template(
+            template_id=result.template_id,
+            subject_id=result.subject_id,
+            model=result.model,
+            detection=detection_message(result.detection),
+            quality_json=json.dumps(result.quality),
+        )
+
+    async def Enroll(self, request, context):
+        async def run(p):
+            data, name = sequence_bytes(request.sequence)
+            return self._template(await self.core.enroll(p, request.gallery, request.subject_id, data, name))
+
+        return await self._call(context, run)
+
+    async def DeleteTemplate(self, request, context):
+        async def run(p):
+            self.core.delete_template(p, request.gallery, request.subject_id, request.template_id)
+            return pb.Empty()
+
+        return await self._call(context, run)
+
+    # matching
+    def _identify(self, result) -> Any:
+        return pb.IdentifyResponse(
+            candidates=[
+                pb.Candidate(subject_id=c.subject_id, score=c.score, template_id=c.template_id)
+                for c in result.candidates
+            ],
+            decision=result.decision,
+            operating_point=result.operating_point,
+            threshold=result.threshold,
+            detection=detection_message(result.detection),
+            model=result.model,
+            timings_ms=result.timings_ms,
+        )
+
+    def _verify(self, result) -> Any:
+        return pb.VerifyResponse(
+            score=result.score,
+            match=result.match,
+            threshold=result.threshold,
+            operating_point=result.operating_point,
+            detection=detection_message(result.detection),
+            model=result.model,
+            template_id=result.template_id,
+            timings_ms=result.timings_ms,
+        )
+
+    async def Identify(self, request, context):
+        async def run(p):
+            data, name = sequence_bytes(request.sequence)
+            threshold = request.threshold if request.HasField("threshold") else None
+            result = await self.core.identify(
+                p, request.gallery, data, name, request.top_k or 5, threshold, request.operating_point or None
+            )
+            return self._identify(result)
+
+        return await self._call(context, run)
+
+    async def Verify(self, request, context):
+        async def run(p):
+            data, name = sequence_bytes(request.sequence)
+            threshold = request.threshold if request.HasField("threshold") else None
+            result = await self.core.verify(
+                p,
+                request.gallery,
+                data,
+                name,
+                request.subject_id,
+                request.template_id or None,
+                threshold,
+                request.operating_point or None,
+            )
+            return self._verify(result)
+
+        return await self._call(context, run)
+
+    # client streams: parameters from the first chunk, frames or file parts from every chunk
+    async def _assemble(self, chunks: AsyncIterator[Any]) -> tuple[Any, bytes]:
+        first, parts, masks, ratios, rgb = None, [], [], [], []
+        size, shape = 0, None
+        async for chunk in chunks:
+            first = first or chunk
+            size += len(chunk.file_part) + len(chunk.frames.masks) + len(chunk.frames.rgb)
+            if size > self.core.settings.max_upload_bytes:
+                raise PayloadTooLarge(
+                    f"the stream exceeds the upload limit of {self.core.settings.max_upload_bytes:,} bytes"
+                )
+            if chunk.file_part:
+                parts.append(chunk.file_part)
+            if chunk.frames.count:
+                frames = chunk.frames
+                if shape is not None and (frames.height, frames.width) != shape:
+                    raise InvalidInput("every frames chunk must have the same height and width")
+                shape = (frames.height, frames.width)
+                masks.append(np.frombuffer(frames_to_npz_check(frames), np.uint8).reshape(frames.count, *shape))
+                ratios.extend(frames.ratios)
+                if frames.rgb:
+                    rgb.append(np.frombuffer(frames.rgb, np.uint8).reshape(frames.count, *shape, 3))
+        if first is None:
+            raise InvalidInput("the stream carried no chunk")
+        if parts and masks:
+            raise InvalidInput("send either file parts or frames in one stream, not both")
+        if parts:
+            return first, b"".join(parts)
+        if not masks:
+            raise InvalidInput("the stream carried no frames and no file")
+        stacked = np.concatenate(masks)
+        message = pb.Frames(
+            count=stacked.shape[0],
+            height=shape[0],
+            width=shape[1],
+            masks=stacked.tobytes(),
+            ratios=ratios,
+            rgb=np.concatenate(rgb).tobytes() if rgb else b"",
+        )
+        return first, frames_to_npz(message)
+
+    async def EnrollStream(self, request_iterator, context):
+        async def run(p):
+            first, data = await self._assemble(request_iterator)
+            return self._template(await self.core.enroll(p, first.gallery, first.subject_id, data, "stream"))
+
+        return await self._call(context, run)
+
+    async def IdentifyStream(self, request_iterator, context):
+        async def run(p):
+            first, data = await self._assemble(request_iterator)
+            threshold = first.threshold if first.HasField("threshold") else None
+            result = await self.core.identify(
+                p, first.gallery, data, "stream", first.top_k or 5, threshold, first.operating_point or None
+            )
+            return self._identify(result)
+
+        return await self._call(context, run)
+
+    async def VerifyStream(self, request_iterator, context):
+        async def run(p):
+            first, data = await self._assemble(request_iterator)
+            threshold = first.threshold if first.HasField("threshold") else None
+            result = await self.core.verify(
+                p,
+                first.gallery,
+                data,
+                "stream",
+                first.subject_id,
+                first.template_id or None,
+                threshold,
+                first.operating_point or None,
+            )
+            return self._verify(result)
+
+        return await self._call(context, run)
+
+    # analysis
+    async def Detect(self, request, context):
+        async def run(p):
+            data, name = sequence_bytes(request.sequence)
+            return detection_message((await self.core.detect(p, data, name)).to_dict())
+
+        return await self._call(context, run)
+
+    async def Embed(self, request, context):
+        async def run(p):
+            data, name = sequence_bytes(request.sequence)
+            result, _vector = await self.core.embed(p, data, name)
+            channels, parts = result.embedding.shape
+            detection = None if result.detection is None else detection_message(result.detection.to_dict())
+            return pb.EmbedResponse(
+                model=result.model_id,
+                channels=channels,
+                parts=parts,
+                embedding=result.embedding.reshape(-1).tolist(),
+                detection=detection,
+            )
+
+        return await self._call(context, run)
+
+
+def frames_to_npz_check(frames: Any) -> bytes:
+    """The raw masks of a Frames chunk after checking its byte count."""
+    if int(frames.count) * int(frames.height) * int(frames.width) != len(frames.masks):
+        raise InvalidInput("frames.masks holds a different number of bytes than count x height x width")
+    return frames.masks
+
+
+async def start_grpc(core: MatchingCore, host: str, port: int) -> grpc.aio.Server:
+    """Start (not wait for) the gRPC server on host:port."""
+    limit = core.settings.max_upload_bytes + (1 << 20)
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 << 20)]
+    )
+    pb_grpc.add_GaderServicer_to_server(GaderServicer(core), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"cannot bind gRPC to {host}:{port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server
