@@ -25,7 +25,7 @@ class TritonPythonModel:
         batch = np.zeros((len(dhs), 1, dhs[0].shape[0], longest), np.float32)
         valid = np.zeros((len(dhs), longest), bool)
         columns, owner, counts = [], [], []
-        for row, (signature, spans) in enumerate(zip(dhs, windows)):
+        for row, (signature, spans) in enumerate(zip(dhs, windows, strict=True)):
             batch[row, 0, :, : signature.shape[1]] = signature
             valid[row, : signature.shape[1]] = True
             for start, end in spans:

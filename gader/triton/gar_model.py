@@ -22,7 +22,8 @@ class TritonPythonModel:
         self.with_ratios = None
         if os.path.exists(ratios_path):
             self.with_ratios = torch.jit.load(ratios_path, map_location=self.device).eval()
-        self.card = json.load(open(os.path.join(directory, "card.json")))
+        with open(os.path.join(directory, "card.json")) as handle:
+            self.card = json.load(handle)
 
     def _run(self, items):
         """items: list of (index, silhouettes [T, h, w], ratios [T] or None) sharing one module."""
@@ -57,7 +58,7 @@ class TritonPythonModel:
         embeddings = [None] * len(requests)
         for group in (plain, with_ratios):
             if group:
-                for (index, _s, _r), embedding in zip(group, self._run(group)):
+                for (index, _s, _r), embedding in zip(group, self._run(group), strict=True):
                     embeddings[index] = embedding
         return [
             pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("EMBEDDING", e[None].astype(np.float32))])
