@@ -78,6 +78,22 @@ def fuse(a: PipelineResult, b: PipelineResult, gait_weight: float = 0.8) -> floa
     return gait if gait is not None else look
 
 
+def route(frames: int, detection: DetectionReport | None, config: PipelineConfig) -> tuple[np.ndarray, bool]:
+    """Which frames go to GAR (bool [T]) and whether the sequence is usable at all.
+
+    Without a detection every frame is gait. With one: the detected segments, if the detector calls the
+    sequence usable and they hold enough frames; else nothing (or, with ``fallback_whole_sequence``, all).
+    Shared by in-process and Triton inference.
+    """
+    if detection is None:
+        return np.ones(frames, bool), frames >= config.min_frames
+    gait = detection.gait_mask
+    usable = detection.usable and int(gait.sum()) >= config.min_frames
+    if not usable and config.fallback_whole_sequence and frames >= config.min_frames:
+        return np.ones(frames, bool), True
+    return gait, usable
+
+
 class GaderPipeline:
     def __init__(self, model: LoadedModel, detector: GaitDetector | None, config: PipelineConfig | None = None) -> None:
         self.model = model
@@ -127,14 +143,7 @@ class GaderPipeline:
         clock = time.perf_counter()
         detection = self.detect(record) if (self.config.use_detector and self.detector is not None) else None
         timings["detector"] = 1000 * (time.perf_counter() - clock)
-        if detection is None:
-            gait = np.ones(record.frames, bool)
-            usable = record.frames >= self.config.min_frames
-        else:
-            gait = detection.gait_mask
-            usable = detection.usable and int(gait.sum()) >= self.config.min_frames
-            if not usable and self.config.fallback_whole_sequence and record.frames >= self.config.min_frames:
-                gait, usable = np.ones(record.frames, bool), True
+        gait, usable = route(record.frames, detection, self.config)
         clock = time.perf_counter()
         embedding = self.embed_frames(record.select(gait)) if usable else None
         timings["embedding"] = 1000 * (time.perf_counter() - clock)
@@ -157,4 +166,4 @@ class GaderPipeline:
         return fuse(a, b, self.config.gait_weight)
 
 
-__all__ = ["GaderPipeline", "PipelineConfig", "PipelineResult", "fuse", "part_cosine"]
+__all__ = ["GaderPipeline", "PipelineConfig", "PipelineResult", "fuse", "part_cosine", "route"]

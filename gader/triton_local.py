@@ -6,7 +6,11 @@ What it takes (measured on the fleet's CPU machines):
   ``backends/python/``;
 - ``LD_LIBRARY_PATH`` starting with this Python's own LIBDIR (otherwise the stub loads Debian's libpython
   and fails), then the wheel's ``nvidia_pytriton.libs``;
-- numpy < 2 in the environment (with numpy 2 the python backend silently returns empty outputs);
+- numpy < 2 in the environment (with numpy 2 the python backend silently returns empty outputs). The stub
+  embeds the base interpreter in isolated mode: it ignores PYTHONPATH and virtual environments and reads the
+  base installation's site-packages (which may hold numpy 2), but its ``sys.path`` starts with the working
+  directory. The server therefore runs in a directory of links to this environment's packages, so the
+  stub imports this environment's numpy 1.x and torch first;
 - on hosts without CUDA, the repository's ``KIND_GPU`` instance groups rewritten to ``KIND_CPU`` in the
   work directory's copy (the repository itself stays as production wants it).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -63,6 +68,20 @@ def prepare(repository: str | Path, workdir: str | Path, device: str = "auto") -
     return server, models
 
 
+def package_links(workdir: Path) -> Path:
+    """A directory of links to every package of this environment's site-packages (the stub's cwd)."""
+    links = workdir / "site"
+    if links.exists():
+        shutil.rmtree(links)
+    links.mkdir(parents=True)
+    for site in dict.fromkeys((sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])):
+        for entry in Path(site).iterdir():
+            target = links / entry.name
+            if not target.exists() and not entry.name.startswith(("_distutils_hack", "__pycache__")):
+                target.symlink_to(entry)
+    return links
+
+
 def environment() -> dict[str, str]:
     libraries = [sysconfig.get_config_var("LIBDIR") or ""]
     wheel_libraries = _pytriton_root().parent / "nvidia_pytriton.libs"
@@ -71,9 +90,7 @@ def environment() -> dict[str, str]:
     existing = os.environ.get("LD_LIBRARY_PATH")
     if existing:
         libraries.append(existing)
-    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    python_path = [p for p in (*site, os.environ.get("PYTHONPATH", "")) if p]
-    return {**os.environ, "LD_LIBRARY_PATH": ":".join(libraries), "PYTHONPATH": ":".join(dict.fromkeys(python_path))}
+    return {**os.environ, "LD_LIBRARY_PATH": ":".join(libraries)}
 
 
 @dataclass
@@ -110,6 +127,16 @@ class TritonProcess:
             self.process.wait()
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def start(
     repository: str | Path,
     grpc_port: int,
@@ -120,6 +147,9 @@ def start(
     timeout: float = 180,
 ) -> TritonProcess:
     """Start tritonserver on a model repository and wait until every model is ready."""
+    for port in (grpc_port, http_port, metrics_port):
+        if port and not _port_free(port):
+            raise GaderError(f"port {port} is in use (another tritonserver?)")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="gader-triton-"))
     server, models = prepare(repository, workdir, device)
     log = workdir / "tritonserver.log"
@@ -141,7 +171,12 @@ def start(
     command += ["--metrics-port", str(metrics_port)] if metrics_port else ["--allow-metrics", "false"]
     handle = log.open("w")
     process = subprocess.Popen(
-        command, env=environment(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        command,
+        env=environment(),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        cwd=package_links(workdir),
+        start_new_session=True,
     )
     triton = TritonProcess(process, grpc_port, http_port, workdir, log)
     deadline = time.monotonic() + timeout
