@@ -10,13 +10,30 @@ indexes cannot remove ids, so it is rebuilt in the background after changes and 
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+log = logging.getLogger(__name__)
+_gpu_resources = None
+_gpu_lock = threading.Lock()
+
+
+def gpu_resources():
+    """The process's shared FAISS GPU resources, or None without faiss-gpu or a CUDA device."""
+    global _gpu_resources
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return None
+    with _gpu_lock:
+        if _gpu_resources is None:
+            _gpu_resources = faiss.StandardGpuResources()
+        return _gpu_resources
 
 
 def flatten_embedding(embedding: np.ndarray) -> np.ndarray:
@@ -86,9 +103,12 @@ class SubjectHit:
 class GalleryIndex:
     """Templates of one gallery: FAISS ids <-> template ids, subjects, and the index itself."""
 
-    def __init__(self, dim: int, ivf_threshold: int = 200_000) -> None:
+    def __init__(self, dim: int, ivf_threshold: int = 200_000, use_gpu: bool | None = None) -> None:
         self.dim = dim
         self.ivf_threshold = ivf_threshold
+        self.use_gpu = gpu_resources() is not None if use_gpu is None else use_gpu
+        self._gpu = None  # GPU copy of _index serving searches, None while stale
+        self._generation = 0  # bumped by every change; a GPU copy of an older generation is dropped
         self.lock = ReadWriteLock()
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._kind = "flat"
@@ -101,6 +121,42 @@ class GalleryIndex:
     @property
     def kind(self) -> str:
         return self._kind
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._gpu is not None
+
+    def _changed(self) -> None:
+        """Called under the write lock after every change: drop the GPU copy and clone a fresh one in the
+        background (GPU indexes cannot remove ids, so a copy is rebuilt rather than patched)."""
+        self._generation += 1
+        self._gpu = None
+        if self.use_gpu and len(self._id_of):
+            threading.Thread(target=self._clone_to_gpu, args=(self._generation,), daemon=True).start()
+
+    def _clone_to_gpu(self, generation: int) -> None:
+        resources = gpu_resources()
+        if resources is None:
+            return
+        with self.lock.read():
+            if generation != self._generation:
+                return
+            try:
+                copy = faiss.index_cpu_to_gpu(resources, 0, self._index)
+            except RuntimeError as error:  # e.g. an index type without a GPU implementation
+                log.warning("gallery index stays on the CPU: %s", error)
+                self.use_gpu = False
+                return
+        with self.lock.write():
+            if generation == self._generation:
+                self._gpu = copy
+
+    def wait_for_gpu(self, timeout: float = 30.0) -> bool:
+        """Block until the GPU copy is current (tests and benchmarks); False when there is none."""
+        deadline = time.monotonic() + timeout
+        while self._gpu is None and self.use_gpu and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._gpu is not None
 
     def __len__(self) -> int:
         return len(self._id_of)
@@ -126,6 +182,7 @@ class GalleryIndex:
                 self._id_of[template_id] = faiss_id
                 self._subject_of[faiss_id] = subject_id
                 self._templates_by_subject.setdefault(subject_id, set()).add(template_id)
+            self._changed()
         if self._kind == "flat" and len(self) > self.ivf_threshold:
             self.rebuild("ivf")
         return len(fresh)
@@ -149,6 +206,7 @@ class GalleryIndex:
                     members.discard(template_id)
                     if not members:
                         del self._templates_by_subject[subject]
+            self._changed()
         return len(ids)
 
     def remove_subject(self, subject_id: str) -> int:
@@ -167,7 +225,8 @@ class GalleryIndex:
         if len(self) == 0:
             return [[] for _ in range(len(queries))]
         with self.lock.read():
-            cosines, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self)))
+            index = self._gpu if self._gpu is not None else self._index
+            cosines, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self)))
         results = []
         for row_cosines, row_ids in zip(cosines, ids, strict=True):
             results.append(
@@ -214,3 +273,4 @@ class GalleryIndex:
             if len(ids):
                 index.add_with_ids(vectors, ids)
             self._index, self._kind = index, kind
+            self._changed()
