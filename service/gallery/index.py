@@ -260,13 +260,14 @@ class GalleryIndex:
             if len(ids):
                 vectors = np.stack([self._index.reconstruct(int(i)) for i in ids])
             if kind == "ivf":
-                lists = max(16, int(4 * np.sqrt(max(len(ids), 1))))
+                # ~4 sqrt(n) lists, but at least 39 training points per list (FAISS's k-means minimum)
+                lists = max(1, min(int(4 * np.sqrt(max(len(ids), 1))), len(ids) // 39))
                 quantizer = faiss.IndexFlatIP(self.dim)
                 inner = faiss.IndexIVFFlat(quantizer, self.dim, lists, faiss.METRIC_INNER_PRODUCT)
                 inner.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
                 if len(ids):
                     inner.train(vectors)
-                inner.nprobe = max(8, lists // 16)
+                inner.nprobe = min(lists, max(8, lists // 16))
                 index = inner  # IVF keeps ids itself; its direct map reconstructs them
             else:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
