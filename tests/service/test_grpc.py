@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 
@@ -20,8 +21,11 @@ pb, pb_grpc = modules()
 @pytest.fixture(scope="module")
 def grpc_server(tmp_path_factory, models):
     port = free_port()
-    running = start_server(tmp_path_factory.mktemp("grpc") / "data", models,
-                           extra={"GADER_GRPC_PORT": str(port), "GADER_RATE_PER_MINUTE": "0"})
+    running = start_server(
+        tmp_path_factory.mktemp("grpc") / "data",
+        models,
+        extra={"GADER_GRPC_PORT": str(port), "GADER_RATE_PER_MINUTE": "0"},
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     grpc.channel_ready_future(channel).result(timeout=30)
     yield running, channel
@@ -47,18 +51,28 @@ def test_the_same_operations_as_rest(grpc_server):
     assert gallery.name == "grpc" and json.loads(gallery.metadata_json) == {"site": "x"}
     for subject, seed in (("alice", 1), ("bob", 2)):
         stub.CreateSubject(pb.CreateSubjectRequest(gallery="grpc", subject_id=subject), metadata=key)
-        template = stub.Enroll(pb.EnrollRequest(gallery="grpc", subject_id=subject,
-                                                sequence=pb.Sequence(file=npz(frames(seed)), filename="a.npz")),
-                               metadata=key)
+        template = stub.Enroll(
+            pb.EnrollRequest(
+                gallery="grpc", subject_id=subject, sequence=pb.Sequence(file=npz(frames(seed)), filename="a.npz")
+            ),
+            metadata=key,
+        )
         assert template.template_id.startswith("t_") and template.detection.frames == 10
     raw = frames(2)
-    identify = stub.Identify(pb.IdentifyRequest(
-        gallery="grpc", top_k=2, threshold=0.5,
-        sequence=pb.Sequence(frames=pb.Frames(count=10, height=64, width=44, masks=raw.tobytes()))), metadata=key)
+    identify = stub.Identify(
+        pb.IdentifyRequest(
+            gallery="grpc",
+            top_k=2,
+            threshold=0.5,
+            sequence=pb.Sequence(frames=pb.Frames(count=10, height=64, width=44, masks=raw.tobytes())),
+        ),
+        metadata=key,
+    )
     assert identify.candidates[0].subject_id == "bob" and identify.decision == "match"
     assert identify.operating_point == "custom" and identify.candidates[0].score == pytest.approx(1.0, abs=1e-4)
-    verify = stub.Verify(pb.VerifyRequest(gallery="grpc", subject_id="alice", sequence=pb.Sequence(file=npz(frames(1)))),
-                         metadata=key)
+    verify = stub.Verify(
+        pb.VerifyRequest(gallery="grpc", subject_id="alice", sequence=pb.Sequence(file=npz(frames(1)))), metadata=key
+    )
     assert verify.match and verify.operating_point == "fmr=1e-3"
     page = stub.ListSubjects(pb.ListSubjectsRequest(gallery="grpc", limit=1), metadata=key)
     assert [s.subject_id for s in page.subjects] == ["alice"] and page.next_cursor
@@ -80,7 +94,7 @@ def test_client_streaming_upload_of_long_sequences(grpc_server):
     stub.CreateSubject(pb.CreateSubjectRequest(gallery="stream", subject_id="long"), metadata=key)
     long_walk = frames(9, count=300)
 
-    def chunks(gallery: str, **params):  # noqa: ANN202
+    def chunks(gallery: str, **params):
         for start in range(0, 300, 50):  # six messages of 50 frames
             part = long_walk[start : start + 50]
             header = {"gallery": gallery, **params} if start == 0 else {}
@@ -93,8 +107,12 @@ def test_client_streaming_upload_of_long_sequences(grpc_server):
     file_bytes = npz(long_walk)
     pieces = [file_bytes[i : i + 65536] for i in range(0, len(file_bytes), 65536)]
     by_file = stub.VerifyStream(
-        iter([pb.SequenceChunk(gallery="stream", subject_id="long", file_part=pieces[0])]
-             + [pb.SequenceChunk(file_part=p) for p in pieces[1:]]), metadata=key)
+        iter(
+            [pb.SequenceChunk(gallery="stream", subject_id="long", file_part=pieces[0])]
+            + [pb.SequenceChunk(file_part=p) for p in pieces[1:]]
+        ),
+        metadata=key,
+    )
     assert by_file.match
 
 
@@ -103,27 +121,72 @@ def test_client_streaming_upload_of_long_sequences(grpc_server):
     [
         ("ListGalleries", pb.ListGalleriesRequest(), None, grpc.StatusCode.UNAUTHENTICATED, "missing API key"),
         ("ListGalleries", pb.ListGalleriesRequest(), "gdr_wrong", grpc.StatusCode.UNAUTHENTICATED, "invalid"),
-        ("CreateGallery", pb.CreateGalleryRequest(name="Bad Name"), "admin", grpc.StatusCode.INVALID_ARGUMENT, "gallery name"),
-        ("CreateGallery", pb.CreateGalleryRequest(name="dup"), "admin", grpc.StatusCode.ALREADY_EXISTS, "already exists"),
-        ("CreateGallery", pb.CreateGalleryRequest(name="m", metadata_json="[1]"), "admin", grpc.StatusCode.INVALID_ARGUMENT, "JSON object"),
-        ("GetSubject", pb.SubjectRef(gallery="nowhere", subject_id="x"), "admin", grpc.StatusCode.NOT_FOUND, "no gallery"),
-        ("Identify", pb.IdentifyRequest(gallery="dup", sequence=pb.Sequence(file=b"junk")), "admin",
-         grpc.StatusCode.INVALID_ARGUMENT, "not an .npz or .zip"),
-        ("Identify", pb.IdentifyRequest(gallery="dup"), "admin", grpc.StatusCode.INVALID_ARGUMENT, "give a file or frames"),
-        ("Identify", pb.IdentifyRequest(gallery="dup", sequence=pb.Sequence(frames=pb.Frames(count=2, height=64, width=44, masks=b"xx"))),
-         "admin", grpc.StatusCode.INVALID_ARGUMENT, "count x height x width"),
-        ("Identify", pb.IdentifyRequest(gallery="dup", operating_point="fmr=0.5", sequence=pb.Sequence(file=npz(frames(4)))),
-         "admin", grpc.StatusCode.FAILED_PRECONDITION, "unknown operating point"),
+        (
+            "CreateGallery",
+            pb.CreateGalleryRequest(name="Bad Name"),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "gallery name",
+        ),
+        (
+            "CreateGallery",
+            pb.CreateGalleryRequest(name="dup"),
+            "admin",
+            grpc.StatusCode.ALREADY_EXISTS,
+            "already exists",
+        ),
+        (
+            "CreateGallery",
+            pb.CreateGalleryRequest(name="m", metadata_json="[1]"),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "JSON object",
+        ),
+        (
+            "GetSubject",
+            pb.SubjectRef(gallery="nowhere", subject_id="x"),
+            "admin",
+            grpc.StatusCode.NOT_FOUND,
+            "no gallery",
+        ),
+        (
+            "Identify",
+            pb.IdentifyRequest(gallery="dup", sequence=pb.Sequence(file=b"junk")),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "not an .npz or .zip",
+        ),
+        (
+            "Identify",
+            pb.IdentifyRequest(gallery="dup"),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "give a file or frames",
+        ),
+        (
+            "Identify",
+            pb.IdentifyRequest(
+                gallery="dup", sequence=pb.Sequence(frames=pb.Frames(count=2, height=64, width=44, masks=b"xx"))
+            ),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "count x height x width",
+        ),
+        (
+            "Identify",
+            pb.IdentifyRequest(gallery="dup", operating_point="fmr=0.5", sequence=pb.Sequence(file=npz(frames(4)))),
+            "admin",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "unknown operating point",
+        ),
     ],
 )
 def test_errors_map_to_status_codes(grpc_server, call, request_message, key, code, fragment):
     running, channel = grpc_server
     stub = pb_grpc.GaderStub(channel)
     admin = (("x-api-key", running.admin_key),)
-    try:
+    with contextlib.suppress(grpc.RpcError):  # exists from an earlier case
         stub.CreateGallery(pb.CreateGalleryRequest(name="dup"), metadata=admin)
-    except grpc.RpcError:
-        pass  # exists from an earlier case
     metadata = None if key is None else (("x-api-key", running.admin_key if key == "admin" else key),)
     with pytest.raises(grpc.RpcError) as raised:
         getattr(stub, call)(request_message, metadata=metadata)
@@ -135,7 +198,10 @@ def test_health_checking_and_reflection(grpc_server):
     _running, channel = grpc_server
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "gader.v1.Gader"):
-        assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=service)).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
     answer = next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     names = {s.name for s in answer.list_services_response.service}
