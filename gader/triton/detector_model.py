@@ -2,6 +2,7 @@
 [M, 2] (start, end); a dynamic batch is padded into one tensor, the shared features are computed once per
 sequence, and every window's class probabilities come back [M, 4]."""
 
+import json
 import os
 
 import numpy as np
@@ -16,6 +17,12 @@ class TritonPythonModel:
             self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
         else:
             self.device = torch.device("cpu")
+            # CPU instances share the host's cores: oversubscribed intra-op threads slow torch down by an
+            # order of magnitude (measured in docs/BENCHMARKS.md), so split the cores between instances.
+            config = json.loads(args["model_config"])
+            instances = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
+            threads = config.get("parameters", {}).get("CPU_THREADS", {}).get("string_value", "")
+            torch.set_num_threads(int(threads) if threads else max(1, (os.cpu_count() or 1) // instances))
         self.network = torch.jit.load(os.path.join(directory, "model.pt"), map_location=self.device).eval()
 
     def execute(self, requests):
@@ -34,7 +41,9 @@ class TritonPythonModel:
                 columns.append(column)
                 owner.append(row)
             counts.append(len(spans))
-        with torch.no_grad():
+        # Every batch has its own frame count: the JIT profiling executor would keep re-specialising on
+        # shapes (slow first calls per shape, measured 2x slower steady), so run the traced graph as is.
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             logits = self.network(
                 torch.from_numpy(batch).to(self.device),
                 torch.from_numpy(valid).to(self.device),

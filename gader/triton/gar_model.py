@@ -17,6 +17,12 @@ class TritonPythonModel:
             self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
         else:
             self.device = torch.device("cpu")
+            # CPU instances share the host's cores: oversubscribed intra-op threads slow torch down by an
+            # order of magnitude (measured in docs/BENCHMARKS.md), so split the cores between instances.
+            config = json.loads(args["model_config"])
+            instances = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
+            threads = config.get("parameters", {}).get("CPU_THREADS", {}).get("string_value", "")
+            torch.set_num_threads(int(threads) if threads else max(1, (os.cpu_count() or 1) // instances))
         self.plain = torch.jit.load(os.path.join(directory, "model.pt"), map_location=self.device).eval()
         ratios_path = os.path.join(directory, "model_ratios.pt")
         self.with_ratios = None
@@ -37,7 +43,9 @@ class TritonPythonModel:
             mask[row, : len(silhouettes)] = True
             if ratio is not None:
                 ratios[row, : len(ratio)] = ratio
-        with torch.no_grad():
+        # Every batch has its own frame count: the JIT profiling executor would keep re-specialising on
+        # shapes (slow first calls per shape, measured 2x slower steady), so run the traced graph as is.
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             tensors = [torch.from_numpy(batch).to(self.device), torch.from_numpy(mask).to(self.device)]
             if items[0][2] is not None:
                 out = self.with_ratios(*tensors, torch.from_numpy(ratios).to(self.device))

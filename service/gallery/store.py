@@ -1,7 +1,10 @@
 """The store interface, and the embedded SQLite store.
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a write returns only after it is on disk, so an
-acknowledged enrollment survives ``kill -9``. One connection per thread; writes are serialised by SQLite.
+acknowledged enrollment survives ``kill -9`` and power loss. The audit log has its own connection with
+``synchronous=NORMAL``: an audit record is in the WAL (it survives the process being killed) before the
+request returns, without paying an fsync on every search; a power loss may drop the last few. One connection
+per thread and purpose; writes are serialised by SQLite.
 """
 
 from __future__ import annotations
@@ -84,15 +87,16 @@ class SQLiteStore:
         with self._connection() as db:
             db.executescript(SCHEMA)
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
+    def _connection(self, purpose: str = "db") -> sqlite3.Connection:
+        db = getattr(self._local, purpose, None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # durable on return: an acknowledged write survives kill -9
+            # data: durable on return (fsync per commit); audit: in the WAL on return, synced at checkpoints
+            db.execute("PRAGMA synchronous=FULL" if purpose == "db" else "PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.row_factory = sqlite3.Row
-            self._local.db = db
+            setattr(self._local, purpose, db)
         return db
 
     def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
@@ -289,7 +293,9 @@ class SQLiteStore:
 
     # audit
     def audit(self, event: dict[str, Any]) -> None:
-        self._write("INSERT INTO audit_log (time, event) VALUES (?, ?)", (event.get("time", now()), json.dumps(event)))
+        self._connection("audit").execute(
+            "INSERT INTO audit_log (time, event) VALUES (?, ?)", (event.get("time", now()), json.dumps(event))
+        )
 
     def read_audit(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._connection().execute("SELECT event FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
@@ -303,10 +309,11 @@ class SQLiteStore:
             return False
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        for purpose in ("db", "audit"):
+            db = getattr(self._local, purpose, None)
+            if db is not None:
+                db.close()
+                setattr(self._local, purpose, None)
 
 
 __all__ = ["Change", "SQLiteStore", "Store"]
