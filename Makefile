@@ -11,6 +11,8 @@ STAMP := $(VENV)/.installed
 # The environment: a local venv with the project and its test tools (pinned in pyproject.toml).
 $(STAMP): pyproject.toml proto/gader/v1/gader.proto
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# an older environment had opencv-python-headless; it must not sit beside opencv-contrib-python
+	@$(BIN)/python -m pip uninstall --quiet --yes opencv-python-headless opencv-python >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	$(BIN)/python -c "import service.grpc_gen as g; g.ensure()"  # gRPC code, generated from proto/
 	@touch $(STAMP)

@@ -1,4 +1,5 @@
-"""Figures people would rather look at than read: CMC, DET, ROC, view matrices, training curves, DHS.
+"""Figures people would rather look at than read: CMC, DET, ROC, view matrices, training curves, DHS,
+what a video gave.
 
 Matplotlib with the Agg backend (no display needed); every function writes one PNG and returns its path.
 """
@@ -185,4 +186,50 @@ def plot_detection(dhs: np.ndarray, report, path: str | Path, truth: np.ndarray 
         matplotlib.patches.Patch(color=DETECTOR_COLOURS[i], label=name) for i, name in enumerate(DETECTOR_CLASSES)
     ]
     axes[0].legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
+    return _save(figure, path)
+
+
+TRACK_COLOURS = [(230, 60, 60), (60, 120, 230), (60, 190, 90), (230, 170, 40), (170, 80, 210), (40, 190, 200)]
+
+
+def plot_video_extraction(extraction, path: str | Path, columns: int = 6, title: str = "") -> Path:
+    """Frames with every track's mask and box overlaid (one colour per track), and the main track's aligned
+    silhouettes and RGB crops, so a person can see at a glance what the video gave."""
+    video, masks = extraction.video, extraction.masks
+    picks = np.linspace(0, len(video.frames) - 1, columns).astype(int)
+    main = extraction.main.record
+    aligned = np.linspace(0, main.frames - 1, columns * 2).astype(int)
+    figure = plt.figure(figsize=(2.2 * columns, 7.4))
+    grid = figure.add_gridspec(3, columns * 2, height_ratios=[3.2, 1, 1])
+    owner = {}
+    for track in extraction.tracks:  # each video frame's (track, box in processed pixels), for colouring
+        arrays = track.record.frame_arrays
+        for frame, box in zip(arrays["frame_index"], arrays["boxes"], strict=True):
+            owner.setdefault(int(frame), []).append((track.track_id, box * video.scale))
+    for column, slot in enumerate(picks):
+        axis = figure.add_subplot(grid[0, 2 * column : 2 * column + 2])
+        image = video.frames[slot].astype(np.float32)
+        mask = masks[slot] > 127
+        frame_number = int(video.frame_index[slot])
+        for track_id, box in owner.get(frame_number, []):
+            colour = np.array(TRACK_COLOURS[(track_id - 1) % len(TRACK_COLOURS)], np.float32)
+            x0, y0, x1, y1 = (int(v) for v in box)
+            region = np.zeros_like(mask)
+            region[y0 : y1 + 1, x0 : x1 + 1] = mask[y0 : y1 + 1, x0 : x1 + 1]
+            image[region] = 0.45 * image[region] + 0.55 * colour
+            axis.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour / 255, linewidth=1.2))
+            axis.text(x0, y0 - 2, f"#{track_id}", color=colour / 255, fontsize=8, va="bottom")
+        axis.imshow(image.astype(np.uint8))
+        axis.set_title(f"frame {frame_number}", fontsize=8)
+        axis.axis("off")
+    for column, index in enumerate(aligned):
+        axis = figure.add_subplot(grid[1, column])
+        axis.imshow(main.silhouettes[index], cmap="gray", vmin=0, vmax=255)
+        axis.axis("off")
+        if main.rgb is not None:
+            axis = figure.add_subplot(grid[2, column])
+            axis.imshow(main.rgb[index])
+            axis.axis("off")
+    tracks = ", ".join(f"#{t.track_id}: {t.record.frames} frames" for t in extraction.tracks)
+    figure.suptitle(title or f"{len(video.frames)} frames, tracks {tracks} (main #{extraction.main.track_id})")
     return _save(figure, path)

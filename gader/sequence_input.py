@@ -1,7 +1,9 @@
-"""Sequences as users hand them over: ``.npz`` arrays or a ``.zip`` of PNG masks, aligned or full frame.
+"""Sequences as users hand them over: videos, ``.npz`` arrays or a ``.zip`` of PNG masks.
 
 Accepted (the service's upload format, and what ``gader detect FILE`` reads):
 
+- videos (``.mp4 .m4v .mov .avi .webm .mkv``): decoded, segmented and tracked (``gader.video``); the main
+  person's track by default, another with ``track_id``; the record's ``meta["source"]`` lists the tracks;
 - ``.npz`` with ``silhouettes`` uint8/bool ``[T, H, W]``: either aligned (64x44 or 64x64, OpenGait's
   geometry) or full-frame person masks, which are pretreated here (ratios recorded from the boxes);
   optional ``ratios`` float ``[T]`` (aligned input only), optional ``rgb`` uint8 ``[T, H, W, 3]``;
@@ -27,6 +29,9 @@ from gader.data.npz import NpzArchive
 from gader.data.record import ALIGNED_HEIGHT, ALIGNED_WIDTHS, SequenceRecord, to_uint8_range
 from gader.errors import DataFormatError
 from gader.silhouettes import pretreat
+from gader.video import VIDEO_EXTENSIONS, VideoLimits, looks_like_video, read_video
+
+ARCHIVE_EXTENSIONS = (".npz", ".zip")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,18 @@ class InputLimits:
     max_frames: int = 2000
     max_frame_pixels: int = 1920 * 1080
     min_frames: int = 1
+    video_seconds: float = 120.0
+    video_fps: float | None = None  # sub-sample videos to this rate (None: every frame)
+    segmenter: str = "selfie"
+
+    def video_limits(self) -> VideoLimits:
+        # A video may hold more raw frames than a sequence may: the person's track is what is limited.
+        return VideoLimits(
+            max_pixels=self.max_frame_pixels,
+            max_seconds=self.video_seconds,
+            max_frames=max(self.max_frames, 3000),
+            target_fps=self.video_fps,
+        )
 
 
 def _is_aligned(silhouettes: np.ndarray) -> bool:
@@ -117,10 +134,26 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
     return record_from_arrays(np.stack(frames), limits=limits, source=label)
 
 
-def read_sequence_bytes(data: bytes, filename: str = "upload", limits: InputLimits = InputLimits()) -> SequenceRecord:
-    """A record from uploaded bytes (.npz of arrays, or .zip of PNG masks)."""
+def read_sequence_bytes(
+    data: bytes, filename: str = "upload", limits: InputLimits = InputLimits(), track_id: int | None = None
+) -> SequenceRecord:
+    """A record from uploaded bytes: a video, an .npz of arrays or a .zip of PNG masks. The file name's
+    extension says which, and must agree with the content; without an extension the content decides."""
     if not data:
         raise DataFormatError(f"{filename}: empty file")
+    extension = Path(filename).suffix.lower()
+    video = looks_like_video(data)
+    if extension in VIDEO_EXTENSIONS or (not extension and video):
+        if data.startswith(b"PK"):
+            raise DataFormatError(f"{filename}: named as a video but it is a zip/npz archive; name it .npz or .zip")
+        return _from_video(data, filename, limits, track_id)
+    if extension and extension not in ARCHIVE_EXTENSIONS:
+        accepted = ", ".join((*ARCHIVE_EXTENSIONS, *VIDEO_EXTENSIONS))
+        raise DataFormatError(f"{filename}: unsupported file type {extension!r} (accepted: {accepted})")
+    if video:
+        raise DataFormatError(f"{filename}: this is a video, not an .npz or .zip archive; name it after its format")
+    if track_id is not None:
+        raise DataFormatError("track_id applies to videos only")
     if not data.startswith(b"PK"):
         raise DataFormatError(f"{filename}: not an .npz or .zip archive")
     try:
@@ -131,6 +164,38 @@ def read_sequence_bytes(data: bytes, filename: str = "upload", limits: InputLimi
         if any(n.endswith(".npy") for n in archive.namelist()):
             return _from_npz(data, filename, limits)
         return _from_png_zip(archive, limits, filename)
+
+
+def _from_video(data: bytes, filename: str, limits: InputLimits, track_id: int | None) -> SequenceRecord:
+    extraction = read_video(data, filename, limits.video_limits(), limits.segmenter)
+    track = extraction.track(track_id)
+    record = track.record
+    if record.frames > limits.max_frames:
+        raise DataFormatError(
+            f"{filename}: the person's track has {record.frames} frames; at most {limits.max_frames} are accepted"
+            " (trim the clip, or lower the frame rate)"
+        )
+    if record.frames < limits.min_frames:
+        raise DataFormatError(
+            f"{filename}: track {track.track_id} has {record.frames} usable frames; at least {limits.min_frames}"
+            " are needed"
+        )
+    record.meta["source"] = {
+        "kind": "video",
+        "track_id": track.track_id,
+        "video_frames": len(extraction.video.frames),
+        "fps": round(extraction.video.fps, 3),
+        "tracks": [
+            {
+                "track_id": t.track_id,
+                "frames": t.record.frames,
+                "first_frame": t.first_frame,
+                "last_frame": t.last_frame,
+            }
+            for t in extraction.tracks
+        ],
+    }
+    return record
 
 
 def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord:
@@ -157,7 +222,9 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
         return record_from_arrays(arrays["silhouettes"], arrays.get("ratios"), arrays.get("rgb"), limits, filename)
 
 
-def read_sequence_file(path: str | Path, limits: InputLimits = InputLimits()) -> SequenceRecord:
+def read_sequence_file(
+    path: str | Path, limits: InputLimits = InputLimits(), track_id: int | None = None
+) -> SequenceRecord:
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -165,4 +232,4 @@ def read_sequence_file(path: str | Path, limits: InputLimits = InputLimits()) ->
         raise DataFormatError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataFormatError(f"{path}: is a directory") from None
-    return read_sequence_bytes(data, path.name, limits)
+    return read_sequence_bytes(data, path.name, limits, track_id)

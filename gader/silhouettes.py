@@ -172,3 +172,40 @@ def _boxes(masks: np.ndarray, frames: np.ndarray, top: np.ndarray, bottom: np.nd
     left = has_columns.argmax(axis=1)
     right = has_columns.shape[1] - 1 - has_columns[:, ::-1].argmax(axis=1)
     return np.stack([left, top[frames], right, bottom[frames]], axis=1).astype(np.int32)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame IoU of two stacks of aligned silhouettes ``[T, H, W]`` (foreground: value > 127)."""
+    a, b = np.asarray(a) > 127, np.asarray(b) > 127
+    union = (a | b).sum(axis=(1, 2))
+    return np.where(union > 0, (a & b).sum(axis=(1, 2)) / np.maximum(union, 1), 1.0)
+
+
+def aligned_iou(ours: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean IoU of two silhouette sequences of the same walk whose frames were dropped differently (each
+    pipeline rejects its own frames): the monotone frame matching that maximises the total IoU (dynamic
+    programming over the ``[len(ours), len(reference)]`` IoU table). Returns (mean IoU over the matched
+    pairs, int [K, 2] matched (ours, reference) index pairs)."""
+    a = (np.asarray(ours) > 127).reshape(len(ours), -1).astype(np.float32)  # [n, P]
+    b = (np.asarray(reference) > 127).reshape(len(reference), -1).astype(np.float32)  # [m, P]
+    intersection = a @ b.T  # [n, m]
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - intersection
+    table = np.where(union > 0, intersection / np.maximum(union, 1), 0.0)  # [n, m]
+    n, m = table.shape
+    best = np.zeros((n + 1, m + 1))
+    for i in range(1, n + 1):  # best[i, j]: the best total matching ours[:i] with reference[:j]
+        # skip ours[i-1], or match it with reference[j-1]; the running maximum skips reference frames
+        candidates = np.maximum(best[i - 1, 1:], best[i - 1, :-1] + table[i - 1])
+        best[i, 1:] = np.maximum.accumulate(candidates)
+    pairs = []
+    i, j = n, m
+    while i > 0 and j > 0:
+        if best[i, j] == best[i - 1, j]:
+            i -= 1
+        elif best[i, j] == best[i, j - 1]:
+            j -= 1
+        else:
+            pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+    pairs = np.array(pairs[::-1], dtype=np.int64).reshape(-1, 2)
+    return (float(table[pairs[:, 0], pairs[:, 1]].mean()) if len(pairs) else 0.0), pairs

@@ -6,6 +6,7 @@ rule (scopes, tenancy, limits, thresholds, the order of operations, the audit tr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gader.data.record import SequenceRecord
 from gader.detector import DetectionReport
 from gader.errors import GaderError
 from gader.pipeline import PipelineResult
@@ -74,6 +76,7 @@ class IdentifyResult:
     detection: dict[str, Any] | None
     model: str
     timings_ms: dict[str, float]
+    source: dict[str, Any]
 
 
 @dataclass
@@ -86,6 +89,7 @@ class VerifyResult:
     model: str
     template_id: str
     timings_ms: dict[str, float]
+    source: dict[str, Any]
 
 
 @dataclass
@@ -95,6 +99,14 @@ class EnrollResult:
     model: str
     detection: dict[str, Any] | None
     quality: dict[str, Any]
+    source: dict[str, Any]
+
+
+def source_of(record: SequenceRecord) -> dict[str, Any]:
+    """What the probe was: a video's tracks (and which one was used), or the frames of an array upload."""
+    if "source" in record.meta:
+        return record.meta["source"]
+    return {"kind": "silhouettes" if "boxes" not in record.frame_arrays else "masks", "track_id": None, "tracks": []}
 
 
 def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,7 +147,14 @@ class MatchingCore:
         self.galleries = galleries
         self.inference = inference
         self.metrics = metrics
-        self.limits = InputLimits(settings.max_frames, settings.max_frame_pixels, settings.min_frames)
+        self.limits = InputLimits(
+            settings.max_frames,
+            settings.max_frame_pixels,
+            settings.min_frames,
+            video_seconds=settings.video_seconds,
+            video_fps=settings.video_fps,
+            segmenter=settings.segmenter,
+        )
 
     # --- who -------------------------------------------------------------------------------------
 
@@ -230,18 +249,26 @@ class MatchingCore:
 
     # --- sequences in ------------------------------------------------------------------------------
 
-    def _decode(self, data: bytes, filename: str):
+    def _decode_now(self, data: bytes, filename: str, track_id: int | None) -> SequenceRecord:
         if len(data) > self.settings.max_upload_bytes:
             raise PayloadTooLarge(
                 f"upload of {len(data):,} bytes exceeds the limit of {self.settings.max_upload_bytes:,}"
             )
         try:
-            return read_sequence_bytes(data, filename or "upload", self.limits)
+            return read_sequence_bytes(data, filename or "upload", self.limits, track_id)
         except GaderError as exc:
             raise InvalidInput(str(exc)) from None
 
-    async def _embed(self, data: bytes, filename: str, timings: Timings) -> tuple[PipelineResult, np.ndarray]:
-        record = self._decode(data, filename)
+    async def _decode(self, data: bytes, filename: str, track_id: int | None = None) -> SequenceRecord:
+        """Parse an upload off the event loop (a video is decoded, segmented and tracked here)."""
+        if track_id is not None and track_id < 1:
+            raise InvalidInput("track_id must be a positive track number from the video's track list")
+        return await asyncio.get_running_loop().run_in_executor(None, self._decode_now, data, filename, track_id)
+
+    async def _embed(
+        self, data: bytes, filename: str, timings: Timings, track_id: int | None = None
+    ) -> tuple[PipelineResult, np.ndarray, dict[str, Any]]:
+        record = await self._decode(data, filename, track_id)
         timings.lap("decode")
         result = await self.inference.process(record)
         for name, value in result.timings_ms.items():
@@ -253,20 +280,26 @@ class MatchingCore:
             fraction = 0.0 if result.detection is None else result.detection.gait_fraction
             raise Unprocessable(
                 f"no usable gait in the sequence (gait fraction {fraction:.2f} of {record.frames} frames)",
-                details={"detection": detection},
+                details={"detection": detection, "source": source_of(record)},
             )
-        return result, flatten_embedding(result.embedding)
+        return result, flatten_embedding(result.embedding), source_of(record)
 
     # --- enroll, identify, verify ------------------------------------------------------------------
 
     async def enroll(
-        self, principal: Principal, gallery: str, subject_id: str, data: bytes, filename: str
+        self,
+        principal: Principal,
+        gallery: str,
+        subject_id: str,
+        data: bytes,
+        filename: str,
+        track_id: int | None = None,
     ) -> EnrollResult:
         principal.require("enroll")
         self._gallery(principal, gallery)
         if self.store.get_subject(gallery, subject_id) is None:
             raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
-        result, vector = await self._embed(data, filename, Timings())
+        result, vector, source = await self._embed(data, filename, Timings(), track_id)
         detection = None if result.detection is None else result.detection
         quality = {
             "frames": detection.frames if detection else result.gait_frames,
@@ -290,6 +323,7 @@ class MatchingCore:
             result.model_id,
             None if detection is None else detection.to_dict(),
             quality,
+            source,
         )
 
     def threshold(self, threshold: float | None, operating_point: str | None) -> tuple[float, str]:
@@ -319,6 +353,7 @@ class MatchingCore:
         top_k: int = 5,
         threshold: float | None = None,
         operating_point: str | None = None,
+        track_id: int | None = None,
     ) -> IdentifyResult:
         principal.require("identify")
         self._gallery(principal, gallery)
@@ -326,7 +361,7 @@ class MatchingCore:
             raise InvalidInput(f"top_k must be between 1 and {self.settings.max_top_k}")
         limit, point = self.threshold(threshold, operating_point)
         timings = Timings()
-        result, vector = await self._embed(data, filename, timings)
+        result, vector, source = await self._embed(data, filename, timings, track_id)
         index = self.galleries.index(gallery)
         hits = index.search_subjects(vector, top_k)
         timings.lap("search")
@@ -351,6 +386,7 @@ class MatchingCore:
             None if result.detection is None else result.detection.to_dict(),
             result.model_id,
             timings.total(),
+            source,
         )
 
     async def verify(
@@ -363,6 +399,7 @@ class MatchingCore:
         template_id: str | None = None,
         threshold: float | None = None,
         operating_point: str | None = None,
+        track_id: int | None = None,
     ) -> VerifyResult:
         principal.require("verify")
         self._gallery(principal, gallery)
@@ -378,7 +415,7 @@ class MatchingCore:
         if not templates:
             raise Conflict(f"subject {subject_id!r} has no template enrolled with model {self.inference.model_id}")
         timings = Timings()
-        result, vector = await self._embed(data, filename, timings)
+        result, vector, source = await self._embed(data, filename, timings, track_id)
         scores = similarity(index.vectors(templates) @ vector)  # every template of the subject
         best = int(np.argmax(scores))
         timings.lap("search")
@@ -404,6 +441,7 @@ class MatchingCore:
             result.model_id,
             templates[best],
             timings.total(),
+            source,
         )
 
     # --- stateless ---------------------------------------------------------------------------------
@@ -412,14 +450,18 @@ class MatchingCore:
         if not principal.scopes:
             raise InvalidInput("this API key has no scope")
 
-    async def detect(self, principal: Principal, data: bytes, filename: str) -> DetectionReport:
+    async def detect(
+        self, principal: Principal, data: bytes, filename: str, track_id: int | None = None
+    ) -> tuple[DetectionReport, dict[str, Any]]:
         self._any_scope(principal)
-        record = self._decode(data, filename)
-        return await self.inference.detect(record)
+        record = await self._decode(data, filename, track_id)
+        return await self.inference.detect(record), source_of(record)
 
-    async def embed(self, principal: Principal, data: bytes, filename: str) -> tuple[PipelineResult, np.ndarray]:
+    async def embed(
+        self, principal: Principal, data: bytes, filename: str, track_id: int | None = None
+    ) -> tuple[PipelineResult, np.ndarray, dict[str, Any]]:
         self._any_scope(principal)
-        return await self._embed(data, filename, Timings())
+        return await self._embed(data, filename, Timings(), track_id)
 
     async def ready(self) -> dict[str, bool]:
         return {"models": await self.inference.ready(), "store": self.store.healthy()}

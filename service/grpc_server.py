@@ -68,13 +68,25 @@ def frames_to_npz(frames: Any) -> bytes:
     return buffer.getvalue()
 
 
-def sequence_bytes(sequence: Any) -> tuple[bytes, str]:
+def sequence_bytes(sequence: Any) -> tuple[bytes, str, int | None]:
+    """(bytes, file name, track id or None) of a Sequence message."""
     kind = sequence.WhichOneof("source")
+    track_id = sequence.track_id or None
     if kind == "file":
-        return sequence.file, sequence.filename or "upload"
+        return sequence.file, sequence.filename or "upload", track_id
     if kind == "frames":
-        return frames_to_npz(sequence.frames), sequence.filename or "frames.npz"
+        return frames_to_npz(sequence.frames), "frames.npz", track_id
     raise InvalidInput("sequence: give a file or frames")
+
+
+def source_message(source: dict[str, Any]) -> Any:
+    return pb.Source(
+        kind=source["kind"],
+        track_id=source.get("track_id") or 0,
+        tracks=[pb.Track(**track) for track in source.get("tracks", [])],
+        video_frames=source.get("video_frames") or 0,
+        fps=source.get("fps") or 0.0,
+    )
 
 
 def detection_message(report: dict[str, Any] | None) -> Any:
@@ -182,12 +194,13 @@ class GaderServicer(pb_grpc.GaderServicer):
             model=result.model,
             detection=detection_message(result.detection),
             quality_json=json.dumps(result.quality),
+            source=source_message(result.source),
         )
 
     async def Enroll(self, request, context):
         async def run(p):
-            data, name = sequence_bytes(request.sequence)
-            return self._template(await self.core.enroll(p, request.gallery, request.subject_id, data, name))
+            data, name, track = sequence_bytes(request.sequence)
+            return self._template(await self.core.enroll(p, request.gallery, request.subject_id, data, name, track))
 
         return await self._call(context, run)
 
@@ -211,6 +224,7 @@ class GaderServicer(pb_grpc.GaderServicer):
             detection=detection_message(result.detection),
             model=result.model,
             timings_ms=result.timings_ms,
+            source=source_message(result.source),
         )
 
     def _verify(self, result) -> Any:
@@ -223,14 +237,15 @@ class GaderServicer(pb_grpc.GaderServicer):
             model=result.model,
             template_id=result.template_id,
             timings_ms=result.timings_ms,
+            source=source_message(result.source),
         )
 
     async def Identify(self, request, context):
         async def run(p):
-            data, name = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence)
             threshold = request.threshold if request.HasField("threshold") else None
             result = await self.core.identify(
-                p, request.gallery, data, name, request.top_k or 5, threshold, request.operating_point or None
+                p, request.gallery, data, name, request.top_k or 5, threshold, request.operating_point or None, track
             )
             return self._identify(result)
 
@@ -238,7 +253,7 @@ class GaderServicer(pb_grpc.GaderServicer):
 
     async def Verify(self, request, context):
         async def run(p):
-            data, name = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence)
             threshold = request.threshold if request.HasField("threshold") else None
             result = await self.core.verify(
                 p,
@@ -249,13 +264,15 @@ class GaderServicer(pb_grpc.GaderServicer):
                 request.template_id or None,
                 threshold,
                 request.operating_point or None,
+                track,
             )
             return self._verify(result)
 
         return await self._call(context, run)
 
     # client streams: parameters from the first chunk, frames or file parts from every chunk
-    async def _assemble(self, chunks: AsyncIterator[Any]) -> tuple[Any, bytes]:
+    async def _assemble(self, chunks: AsyncIterator[Any]) -> tuple[Any, bytes, str, int | None]:
+        """(first chunk, bytes, file name, track id) of a client stream."""
         first, parts, masks, ratios, rgb = None, [], [], [], []
         size, shape = 0, None
         async for chunk in chunks:
@@ -280,8 +297,9 @@ class GaderServicer(pb_grpc.GaderServicer):
             raise InvalidInput("the stream carried no chunk")
         if parts and masks:
             raise InvalidInput("send either file parts or frames in one stream, not both")
+        name, track = first.filename or "stream", first.track_id or None
         if parts:
-            return first, b"".join(parts)
+            return first, b"".join(parts), name, track
         if not masks:
             raise InvalidInput("the stream carried no frames and no file")
         stacked = np.concatenate(masks)
@@ -293,21 +311,21 @@ class GaderServicer(pb_grpc.GaderServicer):
             ratios=ratios,
             rgb=np.concatenate(rgb).tobytes() if rgb else b"",
         )
-        return first, frames_to_npz(message)
+        return first, frames_to_npz(message), "frames.npz", track
 
     async def EnrollStream(self, request_iterator, context):
         async def run(p):
-            first, data = await self._assemble(request_iterator)
-            return self._template(await self.core.enroll(p, first.gallery, first.subject_id, data, "stream"))
+            first, data, name, track = await self._assemble(request_iterator)
+            return self._template(await self.core.enroll(p, first.gallery, first.subject_id, data, name, track))
 
         return await self._call(context, run)
 
     async def IdentifyStream(self, request_iterator, context):
         async def run(p):
-            first, data = await self._assemble(request_iterator)
+            first, data, name, track = await self._assemble(request_iterator)
             threshold = first.threshold if first.HasField("threshold") else None
             result = await self.core.identify(
-                p, first.gallery, data, "stream", first.top_k or 5, threshold, first.operating_point or None
+                p, first.gallery, data, name, first.top_k or 5, threshold, first.operating_point or None, track
             )
             return self._identify(result)
 
@@ -315,17 +333,18 @@ class GaderServicer(pb_grpc.GaderServicer):
 
     async def VerifyStream(self, request_iterator, context):
         async def run(p):
-            first, data = await self._assemble(request_iterator)
+            first, data, name, track = await self._assemble(request_iterator)
             threshold = first.threshold if first.HasField("threshold") else None
             result = await self.core.verify(
                 p,
                 first.gallery,
                 data,
-                "stream",
+                name,
                 first.subject_id,
                 first.template_id or None,
                 threshold,
                 first.operating_point or None,
+                track,
             )
             return self._verify(result)
 
@@ -334,15 +353,18 @@ class GaderServicer(pb_grpc.GaderServicer):
     # analysis
     async def Detect(self, request, context):
         async def run(p):
-            data, name = sequence_bytes(request.sequence)
-            return detection_message((await self.core.detect(p, data, name)).to_dict())
+            data, name, track = sequence_bytes(request.sequence)
+            report, source = await self.core.detect(p, data, name, track)
+            message = detection_message(report.to_dict())
+            message.source.CopyFrom(source_message(source))
+            return message
 
         return await self._call(context, run)
 
     async def Embed(self, request, context):
         async def run(p):
-            data, name = sequence_bytes(request.sequence)
-            result, _vector = await self.core.embed(p, data, name)
+            data, name, track = sequence_bytes(request.sequence)
+            result, _vector, source = await self.core.embed(p, data, name, track)
             channels, parts = result.embedding.shape
             detection = None if result.detection is None else detection_message(result.detection.to_dict())
             return pb.EmbedResponse(
@@ -351,6 +373,7 @@ class GaderServicer(pb_grpc.GaderServicer):
                 parts=parts,
                 embedding=result.embedding.reshape(-1).tolist(),
                 detection=detection,
+                source=source_message(source),
             )
 
         return await self._call(context, run)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_frames: int = Field(2000, description="Most frames per sequence.")
     max_frame_pixels: int = Field(1920 * 1080, description="Largest full frame (pixels).")
     min_frames: int = Field(5, description="Fewest frames a probe or template must have.")
+    video_seconds: float = Field(120.0, description="Longest accepted video (seconds).")
+    video_fps: float | None = Field(None, description="Sub-sample videos to this frame rate (default: keep all).")
+    segmenter: str = Field("selfie", description="Person segmenter for videos: selfie, selfie-landscape, background.")
     rate_per_minute: int = Field(600, description="Requests per API key per minute (0: unlimited).")
     inference_threads: int = Field(2, description="Threads that run models (requests queue for them).")
 

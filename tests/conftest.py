@@ -55,3 +55,9 @@ def synth_wild(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "wild"
     make_dataset(out, plan_dataset(4, seed=5, preset="wild", sequences_per_subject=2), workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    """../shared/data/videos: a raw CASIA-B clip, two walking and two standing phone clips."""
+    return _require(SHARED_DATA / "videos")

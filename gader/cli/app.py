@@ -11,7 +11,14 @@ import sys
 import typer
 from typer.exceptions import Abort, TyperException
 
-from gader.cli import data_commands, detector_commands, eval_commands, model_commands, synth_commands
+from gader.cli import (
+    data_commands,
+    detector_commands,
+    eval_commands,
+    model_commands,
+    synth_commands,
+    video_commands,
+)
 from gader.errors import GaderError
 from service import cli as service_cli  # the service's commands (their web imports happen when they run)
 
@@ -32,6 +39,8 @@ app.command("triton-local")(model_commands.triton_local)
 model_commands.train_app.command("detector")(detector_commands.train_detector)
 app.command("eval-detector")(detector_commands.eval_detector)
 app.command("detect")(detector_commands.detect)
+app.command("extract")(video_commands.extract)
+app.command("prepare")(video_commands.prepare)
 service_cli.register(app)
 eval_commands.register(app)
 

@@ -84,8 +84,11 @@ def eval_detector(
 
 
 def detect(
-    file: Path = typer.Argument(..., help="A sequence file (.npz with aligned or full-frame silhouettes)."),
+    file: Path = typer.Argument(
+        ..., help="A video, or a sequence file (.npz or .zip of masks, aligned or full frame)."
+    ),
     model: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector directory or shipped id."),
+    track: int | None = typer.Option(None, "--track", min=1, help="Videos: which person's track (default: main)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the DHS with detections to this PNG."),
 ) -> None:
@@ -96,7 +99,7 @@ def detect(
     from gader.sequence_input import read_sequence_file
 
     detector, _card = load_detector(model)
-    record = read_sequence_file(file)
+    record = read_sequence_file(file, track_id=track)
     report = detector.detect(record.silhouettes)
     if plot is not None:
         truth = None if record.labels is None else record.labels.classes

@@ -28,7 +28,14 @@ def principal(request: Request, key: Annotated[str | None, Depends(api_key_heade
 Core = Annotated[MatchingCore, Depends(core)]
 Caller = Annotated[Principal, Depends(principal)]
 Upload = Annotated[
-    UploadFile, File(description="A sequence: .npz (silhouettes [T,H,W], optional ratios, rgb) or .zip of PNG masks.")
+    UploadFile,
+    File(
+        description="A sequence: a video (.mp4 .m4v .mov .avi .webm .mkv), an .npz (silhouettes [T,H,W], optional "
+        "ratios, rgb) or a .zip of PNG masks."
+    ),
+]
+TrackId = Annotated[
+    int | None, Form(description="Videos: which person's track to use (from `source.tracks`; default: the main one).")
 ]
 
 
@@ -132,15 +139,18 @@ def delete_subject(gallery: str, subject_id: str, service: Core, caller: Caller)
     response_model=schemas.TemplateOut,
     summary="Enroll a template from a sequence",
 )
-async def enroll(gallery: str, subject_id: str, file: Upload, service: Core, caller: Caller) -> schemas.TemplateOut:
+async def enroll(
+    gallery: str, subject_id: str, file: Upload, service: Core, caller: Caller, track_id: TrackId = None
+) -> schemas.TemplateOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)
-    result = await service.enroll(caller, gallery, subject_id, data, name)
+    result = await service.enroll(caller, gallery, subject_id, data, name, track_id)
     return schemas.TemplateOut(
         template_id=result.template_id,
         subject_id=result.subject_id,
         model=result.model,
         detection=detection_out(result.detection),
         quality=result.quality,
+        source=schemas.SourceOut(**result.source),
     )
 
 
@@ -163,9 +173,10 @@ async def identify(
     operating_point: Annotated[
         str | None, Form(description="A calibrated operating point, e.g. fmr=1e-3 (the default).")
     ] = None,
+    track_id: TrackId = None,
 ) -> schemas.IdentifyOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)
-    result = await service.identify(caller, gallery, data, name, top_k, threshold, operating_point)
+    result = await service.identify(caller, gallery, data, name, top_k, threshold, operating_point, track_id)
     return schemas.IdentifyOut(
         candidates=[
             schemas.CandidateOut(subject_id=c.subject_id, score=c.score, template_id=c.template_id)
@@ -177,6 +188,7 @@ async def identify(
         detection=detection_out(result.detection),
         model=result.model,
         timings_ms=result.timings_ms,
+        source=schemas.SourceOut(**result.source),
     )
 
 
@@ -192,9 +204,12 @@ async def verify(
     ] = None,
     threshold: Annotated[float | None, Form()] = None,
     operating_point: Annotated[str | None, Form()] = None,
+    track_id: TrackId = None,
 ) -> schemas.VerifyOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)
-    result = await service.verify(caller, gallery, data, name, subject_id, template_id, threshold, operating_point)
+    result = await service.verify(
+        caller, gallery, data, name, subject_id, template_id, threshold, operating_point, track_id
+    )
     return schemas.VerifyOut(
         score=result.score,
         match=result.match,
@@ -204,24 +219,27 @@ async def verify(
         model=result.model,
         template_id=result.template_id,
         timings_ms=result.timings_ms,
+        source=schemas.SourceOut(**result.source),
     )
 
 
-@analysis.post("/detect", response_model=schemas.DetectionOut, summary="Gait detection report of a sequence")
-async def detect(file: Upload, service: Core, caller: Caller) -> schemas.DetectionOut:
+@analysis.post("/detect", response_model=schemas.DetectOut, summary="Gait detection report of a sequence")
+async def detect(file: Upload, service: Core, caller: Caller, track_id: TrackId = None) -> schemas.DetectOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)
-    return schemas.DetectionOut(**(await service.detect(caller, data, name)).to_dict())
+    report, source = await service.detect(caller, data, name, track_id)
+    return schemas.DetectOut(**report.to_dict(), source=schemas.SourceOut(**source))
 
 
 @analysis.post("/embed", response_model=schemas.EmbedOut, summary="GAR embedding of a sequence's gait frames")
-async def embed(file: Upload, service: Core, caller: Caller) -> schemas.EmbedOut:
+async def embed(file: Upload, service: Core, caller: Caller, track_id: TrackId = None) -> schemas.EmbedOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)
-    result, _vector = await service.embed(caller, data, name)
+    result, _vector, source = await service.embed(caller, data, name, track_id)
     return schemas.EmbedOut(
         model=result.model_id,
         shape=list(result.embedding.shape),
         embedding=result.embedding.round(6).tolist(),
         detection=detection_out(None if result.detection is None else result.detection.to_dict()),
+        source=schemas.SourceOut(**source),
     )
 
 

@@ -80,12 +80,36 @@ class DetectionOut(BaseModel):
     )
 
 
+class TrackOut(BaseModel):
+    track_id: int
+    frames: int = Field(description="Aligned frames of this person.")
+    first_frame: int = Field(description="Index in the video of the track's first frame.")
+    last_frame: int
+
+
+class SourceOut(BaseModel):
+    kind: Literal["video", "masks", "silhouettes"] = Field(
+        description="video: decoded and segmented here; masks: full-frame masks pretreated here; silhouettes: aligned."
+    )
+    track_id: int | None = Field(
+        None, description="Videos: the track used (the main person unless track_id was given)."
+    )
+    tracks: list[TrackOut] = Field(default_factory=list, description="Videos: every person tracked, main first.")
+    video_frames: int | None = Field(None, description="Videos: frames decoded.")
+    fps: float | None = Field(None, description="Videos: the video's frame rate.")
+
+
+class DetectOut(DetectionOut):
+    source: SourceOut
+
+
 class TemplateOut(BaseModel):
     template_id: str
     subject_id: str
     model: str
     detection: DetectionOut | None
     quality: dict[str, Any]
+    source: SourceOut
 
 
 class CandidateOut(BaseModel):
@@ -102,6 +126,7 @@ class IdentifyOut(BaseModel):
     detection: DetectionOut | None
     model: str
     timings_ms: dict[str, float]
+    source: SourceOut
 
 
 class VerifyOut(BaseModel):
@@ -113,6 +138,7 @@ class VerifyOut(BaseModel):
     model: str
     template_id: str = Field(description="The subject's template that scored best.")
     timings_ms: dict[str, float]
+    source: SourceOut
 
 
 class EmbedOut(BaseModel):
@@ -120,6 +146,7 @@ class EmbedOut(BaseModel):
     shape: list[int] = Field(description="[channels, parts]")
     embedding: list[list[float]] = Field(description="Part embedding, channels x parts.")
     detection: DetectionOut | None
+    source: SourceOut
 
 
 class ModelOut(BaseModel):

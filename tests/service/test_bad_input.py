@@ -8,6 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.videos import audio_only_mp4, encode, headers_only_avi, truncated_avi, walking_box
+
 
 def npz(**arrays) -> bytes:
     buffer = io.BytesIO()
@@ -18,6 +20,7 @@ def npz(**arrays) -> bytes:
 GOOD = npz(silhouettes=(np.random.default_rng(0).random((12, 64, 44)) > 0.6).astype(np.uint8) * 255)
 PICKLED = npz(silhouettes=np.array([{"os": "system"}], dtype=object))
 TRUNCATED = GOOD[: len(GOOD) // 2]
+WALKING_AVI = encode(walking_box(40), container="avi")
 
 
 def zip_of(**members: bytes) -> bytes:
@@ -279,6 +282,70 @@ CASES = [
         "no template",
         "admin",
     ),
+    (
+        "truncated video",
+        "post",
+        "/v1/galleries/g/identify",
+        {"files": f(truncated_avi(), "walk.avi")},
+        400,
+        "truncated",
+        "admin",
+    ),
+    (
+        "video without frames",
+        "post",
+        "/v1/galleries/g/identify",
+        {"files": f(headers_only_avi(), "walk.avi")},
+        400,
+        "no frame could be decoded",
+        "admin",
+    ),
+    ("audio only", "post", "/v1/detect", {"files": f(audio_only_mp4(), "talk.mp4")}, 400, "no video stream", "admin"),
+    (
+        "huge video resolution",
+        "post",
+        "/v1/embed",
+        {"files": f(encode(np.zeros((2, 1088, 2048, 3), np.uint8)), "big.mp4")},
+        400,
+        "2048x1088 exceed",
+        "admin",
+    ),
+    (
+        "video named .npz",
+        "post",
+        "/v1/galleries/g/identify",
+        {"files": f(WALKING_AVI, "walk.npz")},
+        400,
+        "this is a video",
+        "admin",
+    ),
+    (
+        "unsupported extension",
+        "post",
+        "/v1/galleries/g/subjects/alice/templates",
+        {"files": f(WALKING_AVI, "walk.exe")},
+        400,
+        "unsupported file type '.exe'",
+        "admin",
+    ),
+    (
+        "unknown video track",
+        "post",
+        "/v1/galleries/g/identify",
+        {"files": f(WALKING_AVI, "walk.avi"), "data": {"track_id": "7"}},
+        400,
+        "no track 7",
+        "admin",
+    ),
+    (
+        "track of a non-video",
+        "post",
+        "/v1/galleries/g/identify",
+        {"files": f(GOOD), "data": {"track_id": "1"}},
+        400,
+        "videos only",
+        "admin",
+    ),
     ("bad cursor", "get", "/v1/galleries/g/subjects", {"params": {"cursor": "%%%"}}, 400, "cursor", "admin"),
     ("limit 0", "get", "/v1/galleries/g/subjects", {"params": {"limit": "0"}}, 400, "limit", "admin"),
 ]
@@ -291,7 +358,7 @@ def limited_server(tmp_path_factory, models):
     running = start_server(
         tmp_path_factory.mktemp("bad-input") / "data",
         models,
-        extra={"GADER_MAX_UPLOAD_BYTES": "200000", "GADER_MAX_FRAMES": "300"},
+        extra={"GADER_MAX_UPLOAD_BYTES": "200000", "GADER_MAX_FRAMES": "300", "GADER_SEGMENTER": "background"},
     )
     with running.client() as admin:
         for name in ("g", "other"):

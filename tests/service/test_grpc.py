@@ -116,6 +116,31 @@ def test_client_streaming_upload_of_long_sequences(grpc_server):
     assert by_file.match
 
 
+def test_a_video_streamed_in_parts_is_segmented_tracked_and_matched(grpc_server, shared_videos):
+    running, channel = grpc_server
+    stub = pb_grpc.GaderStub(channel)
+    key = (("x-api-key", running.admin_key),)
+    stub.CreateGallery(pb.CreateGalleryRequest(name="videos"), metadata=key)
+    stub.CreateSubject(pb.CreateSubjectRequest(gallery="videos", subject_id="walker"), metadata=key)
+    clip = (shared_videos / "casia-b-001-bg-01-000.avi").read_bytes()
+    pieces = [clip[i : i + 65536] for i in range(0, len(clip), 65536)]
+
+    def stream(**params):
+        yield pb.SequenceChunk(**params, filename="walk.avi", file_part=pieces[0])
+        yield from (pb.SequenceChunk(file_part=p) for p in pieces[1:])
+
+    template = stub.EnrollStream(stream(gallery="videos", subject_id="walker"), metadata=key)
+    assert template.source.kind == "video" and template.source.track_id == 1
+    assert template.source.video_frames == 99 and template.source.tracks[0].frames >= 90
+    found = stub.IdentifyStream(stream(gallery="videos", top_k=1, threshold=0.5), metadata=key)
+    assert found.candidates[0].subject_id == "walker" and found.candidates[0].score == pytest.approx(1.0, abs=1e-4)
+    detection = stub.Detect(pb.DetectRequest(sequence=pb.Sequence(file=clip, filename="walk.avi")), metadata=key)
+    assert detection.source.kind == "video" and detection.frames == template.source.tracks[0].frames
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Detect(pb.DetectRequest(sequence=pb.Sequence(file=clip, filename="walk.avi", track_id=5)), metadata=key)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no track 5" in raised.value.details()
+
+
 @pytest.mark.parametrize(
     ("call", "request_message", "key", "code", "fragment"),
     [
