@@ -196,7 +196,7 @@ def extract_tracks(
     tracks = [t for t in track_people(masks) if len(t.frames) >= min_frames]
     results = []
     for track in tracks:
-        sequence = _track_sequence(video, masks, track, label)
+        sequence = track_sequence(video, masks, track, label)
         if sequence is not None:
             results.append(sequence)
     if not results:
@@ -204,7 +204,7 @@ def extract_tracks(
     return VideoExtraction(video, results, masks)
 
 
-def _track_sequence(video: DecodedVideo, masks: np.ndarray, track: Track, label: str) -> VideoTrack | None:
+def track_sequence(video: DecodedVideo, masks: np.ndarray, track: Track, label: str) -> VideoTrack | None:
     # Crop every frame of the track to the track's union box: pretreatment depends only on the body box,
     # and the crop keeps memory at the person's size instead of the frame's.
     x0, y0, x1, y1 = track.union_box(margin=4, width=masks.shape[2], height=masks.shape[1])
