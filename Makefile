@@ -35,13 +35,18 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix gader service tests bench
 	$(BIN)/ruff format gader service tests bench
 
-# The main job. The service arrives with its issue; until then this shows what the CLI offers.
+# The main job: the matching service with the shipped models, REST on :8000 (docs at /docs), gRPC on :8001,
+# galleries in ./gader-data (SQLite). The first start prints an admin API key. Override with GADER_* variables.
 serve: $(STAMP)
-	$(BIN)/gader --help
+	$(BIN)/gader serve --grpc-port $${GADER_GRPC_PORT:-8001}
 
-# Benchmarks write their results into docs/BENCHMARKS.md.
+# Benchmarks write their results into docs/BENCHMARKS.md (each its own section; see bench/).
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_pretreatment
+	$(BIN)/python -m bench.bench_backbones
+	$(BIN)/python -m bench.bench_search
+	$(BIN)/python -m bench.bench_video
+	$(BIN)/python -m bench.bench_service
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,64 @@
+"""Real videos through the real service with the shipped models: walking clips are usable gait, standing
+clips are not (the detector says standing), and a video enrolls and identifies like any sequence."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.processes import start_server
+
+WALKING = ["casia-b-001-bg-01-000.avi", "walk-hallway-1.mp4", "walk-hallway-2.mp4"]
+STANDING = ["stand-1.mp4", "stand-2.mp4"]
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    running = start_server(
+        tmp_path_factory.mktemp("video") / "data",
+        ("casia-b-default", "gader-detector"),
+        extra={"GADER_RATE_PER_MINUTE": "0"},
+    )
+    yield running
+    running.stop()
+
+
+def detect(server, path):
+    with server.client() as api:
+        response = api.post("/v1/detect", files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("clip", WALKING)
+def test_walking_clips_are_usable_gait(shipped_server, shared_videos, clip):
+    report = detect(shipped_server, shared_videos / clip)
+    assert report["source"]["kind"] == "video" and report["source"]["track_id"] == 1
+    assert report["usable"], report
+    walking = sum(label.endswith("gait") for label in report["frame_labels"])
+    assert walking > 0.5 * report["frames"]
+
+
+@pytest.mark.parametrize("clip", STANDING)
+def test_standing_clips_are_not_usable_and_labelled_standing(shipped_server, shared_videos, clip):
+    report = detect(shipped_server, shared_videos / clip)
+    assert not report["usable"], report
+    standing = sum(label.endswith("standing") for label in report["frame_labels"])
+    assert standing > 0.5 * report["frames"]
+
+
+def test_a_video_enrolls_and_identifies_itself(shipped_server, shared_videos):
+    clip = shared_videos / "casia-b-001-bg-01-000.avi"
+    with shipped_server.client() as api:
+        api.post("/v1/galleries", json={"name": "videos"}).raise_for_status()
+        api.post("/v1/galleries/videos/subjects", json={"subject_id": "walker"}).raise_for_status()
+        enrolled = api.post(
+            "/v1/galleries/videos/subjects/walker/templates", files={"file": (clip.name, clip.read_bytes())}
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        assert enrolled.json()["source"]["kind"] == "video"
+        found = api.post("/v1/galleries/videos/identify", files={"file": (clip.name, clip.read_bytes())}).json()
+        assert found["candidates"][0]["subject_id"] == "walker"
+        assert found["candidates"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+        standing = shared_videos / "stand-1.mp4"
+        refused = api.post("/v1/galleries/videos/identify", files={"file": (standing.name, standing.read_bytes())})
+        assert refused.status_code == 422 and "no usable gait" in refused.json()["error"]["message"]
