@@ -141,8 +141,8 @@ def main() -> None:
     side_by_side(details, IMAGE)
     lines = [
         "Frames per second from video bytes to aligned silhouettes, per stage (best of "
-        f"{args.repeats}); frames taller than 480 px are scaled to 480 px before segmentation. Total is the "
-        "whole path, bytes in, pretreated tracks out.",
+        f"{args.repeats}); frames larger than 640x360 pixels are scaled down to that many pixels before "
+        "segmentation. Total is the whole path, bytes in, pretreated tracks out.",
         "",
         "| clip | size (processed) | segmenter | frames | decode fps | segment fps | track + pretreat fps | total fps "
         "| main track frames |",

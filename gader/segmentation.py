@@ -41,19 +41,16 @@ class SelfieSegmenter:
         self.model_selection = 1 if landscape else 0
         self.threshold = threshold
 
-    def probabilities(self, frames: np.ndarray) -> np.ndarray:
-        """float32 [T, H, W] person probabilities."""
+    def segment(self, frames: np.ndarray) -> np.ndarray:
         from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
 
         _check_frames(frames)
-        out = np.empty(frames.shape[:3], np.float32)
+        masks = np.empty(frames.shape[:3], np.uint8)  # thresholded frame by frame: no float copy of the clip
         with SelfieSegmentation(model_selection=self.model_selection) as graph:
             for i, frame in enumerate(frames):
-                out[i] = graph.process(np.ascontiguousarray(frame)).segmentation_mask
-        return out
-
-    def segment(self, frames: np.ndarray) -> np.ndarray:
-        return ((self.probabilities(frames) > self.threshold) * 255).astype(np.uint8)
+                probability = graph.process(np.ascontiguousarray(frame)).segmentation_mask  # float32 [H, W]
+                np.multiply(probability > self.threshold, 255, out=masks[i], casting="unsafe")
+        return masks
 
 
 class BackgroundSegmenter:
@@ -70,13 +67,13 @@ class BackgroundSegmenter:
     def segment(self, frames: np.ndarray) -> np.ndarray:
         _check_frames(frames)
         picks = np.linspace(0, len(frames) - 1, min(self.samples, len(frames))).astype(int)
-        blurred = np.stack([cv2.GaussianBlur(f, (5, 5), 0) for f in frames])  # [T, H, W, 3]
-        background = np.median(blurred[picks], axis=0).astype(np.int16)  # [H, W, 3]
+        background = np.median([cv2.GaussianBlur(frames[i], (5, 5), 0) for i in picks], axis=0).astype(np.int16)
         open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         close_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
         masks = np.empty(frames.shape[:3], np.uint8)
-        for i, frame in enumerate(blurred):
-            difference = np.abs(frame.astype(np.int16) - background).max(axis=2)  # [H, W]
+        for i, frame in enumerate(frames):
+            blurred = cv2.GaussianBlur(frame, (5, 5), 0).astype(np.int16)  # [H, W, 3]
+            difference = np.abs(blurred - background).max(axis=2)  # [H, W]
             mask = ((difference > self.threshold) * 255).astype(np.uint8)
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_kernel)
             masks[i] = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close_kernel)

@@ -44,13 +44,9 @@ class InputLimits:
     segmenter: str = "selfie"
 
     def video_limits(self) -> VideoLimits:
-        # A video may hold more raw frames than a sequence may: the person's track is what is limited.
-        return VideoLimits(
-            max_pixels=self.max_frame_pixels,
-            max_seconds=self.video_seconds,
-            max_frames=max(self.max_frames, 3000),
-            target_fps=self.video_fps,
-        )
+        # A video's frames are bounded by its duration and the memory budget; the person's track, once
+        # extracted, by max_frames like any sequence.
+        return VideoLimits(max_pixels=self.max_frame_pixels, max_seconds=self.video_seconds, target_fps=self.video_fps)
 
 
 def _is_aligned(silhouettes: np.ndarray) -> bool:
@@ -110,7 +106,7 @@ def record_from_arrays(
         rgb=result.rgb,
         source=source,
         frame_arrays={"frame_index": result.frame_index, "boxes": result.boxes},
-        meta={"rejected_frames": len(result.rejected)},
+        meta={"rejected_frames": len(result.rejected), "pretreated_here": True},
     )
 
 
@@ -162,8 +158,12 @@ def read_sequence_bytes(
         raise DataFormatError(f"{filename}: corrupt archive ({exc})") from None
     with archive:
         if any(n.endswith(".npy") for n in archive.namelist()):
-            return _from_npz(data, filename, limits)
-        return _from_png_zip(archive, limits, filename)
+            record = _from_npz(data, filename, limits)
+        else:
+            record = _from_png_zip(archive, limits, filename)
+    # Set here, never taken from the file: a client's own metadata must not pose as the service's finding.
+    record.meta["source"] = {"kind": "masks" if record.meta.pop("pretreated_here", False) else "silhouettes"}
+    return record
 
 
 def _from_video(data: bytes, filename: str, limits: InputLimits, track_id: int | None) -> SequenceRecord:
@@ -180,7 +180,7 @@ def _from_video(data: bytes, filename: str, limits: InputLimits, track_id: int |
             f"{filename}: track {track.track_id} has {record.frames} usable frames; at least {limits.min_frames}"
             " are needed"
         )
-    record.meta["source"] = {
+    record.meta["source"] = {  # built here from what the service decoded
         "kind": "video",
         "track_id": track.track_id,
         "video_frames": len(extraction.video.frames),
@@ -214,6 +214,8 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
         aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
         if "meta" in arrays and aligned and dtype == np.uint8:
             record = read_sequence(data, label=filename)  # a gader file: keeps labels and metadata
+            for reserved in ("source", "pretreated_here"):  # the service's own findings, never the file's
+                record.meta.pop(reserved, None)
             if record.frames < limits.min_frames:
                 raise DataFormatError(
                     f"the sequence has {record.frames} frames; at least {limits.min_frames} are needed"

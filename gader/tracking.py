@@ -37,12 +37,16 @@ class Track:
     def presence(self) -> int:
         return sum(o.area for o in self.observations)
 
-    def union_box(self, margin: int, width: int, height: int) -> tuple[int, int, int, int]:
+    def union_box(
+        self, margin: int, width: int, height: int, horizontal_margin: int | None = None
+    ) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) covering every observation, widened by the margins and clipped to the frame."""
         boxes = np.array([o.box for o in self.observations])
+        side = margin if horizontal_margin is None else horizontal_margin
         return (
-            max(0, int(boxes[:, 0].min()) - margin),
+            max(0, int(boxes[:, 0].min()) - side),
             max(0, int(boxes[:, 1].min()) - margin),
-            min(width, int(boxes[:, 2].max()) + margin),
+            min(width, int(boxes[:, 2].max()) + side),
             min(height, int(boxes[:, 3].max()) + margin),
         )
 

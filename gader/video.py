@@ -1,12 +1,14 @@
 """Videos in: decode (PyAV), segment people, track them, and pretreat each track into a sequence.
 
 ``decode_video`` checks limits before it decodes (bytes, resolution from the stream header, duration),
-sub-samples to a target frame rate, scales large frames down for processing, and refuses corrupt, truncated
-or video-less files with a message that names the problem. ``extract_tracks`` runs a person segmenter
-(``gader.segmentation``) and a tracker (``gader.tracking``) and sends every track's full-frame masks and RGB
-frames through the project's pretreatment (``gader.silhouettes.pretreat``), so a video gives exactly what a
-dataset gives: aligned silhouettes, true resize ratios (in the video's own pixels), aligned RGB crops and,
-per frame, its index in the video.
+sub-samples to a target frame rate, scales large frames down to a pixel budget for processing, applies the
+rotation metadata of phone videos, holds at most ``max_memory_bytes`` of frames, and refuses corrupt,
+truncated, size-changing or video-less files with a message that names the problem.
+
+``extract_tracks`` runs a person segmenter (``gader.segmentation``) and a tracker (``gader.tracking``) and
+sends every track's full-frame masks and RGB frames through the project's pretreatment
+(``gader.silhouettes.pretreat``), so a video gives exactly what a dataset gives: aligned silhouettes, true
+resize ratios (in the video's own pixels), aligned RGB crops and, per frame, its index in the video.
 """
 
 from __future__ import annotations
@@ -36,10 +38,20 @@ class VideoError(DataFormatError):
 class VideoLimits:
     max_bytes: int = 256 * 1024 * 1024
     max_seconds: float = 120.0
-    max_pixels: int = 1920 * 1080  # per frame, either orientation
-    max_frames: int = 2000  # after sub-sampling
+    max_pixels: int = 1920 * 1080  # per frame as stored, either orientation
     target_fps: float | None = None  # None: keep the video's rate; lower rates drop frames evenly
-    processing_height: int = 480  # taller frames are scaled down before segmentation (ratios are not)
+    processing_pixels: int = 640 * 360  # larger frames are scaled down (aspect kept) before segmentation
+    max_memory_bytes: int = 1 << 30  # decoded RGB frames held at once, after scaling
+
+    def max_frames(self, width: int, height: int) -> int:
+        """How many processed frames of a ``width`` x ``height`` video fit the memory budget."""
+        scale = processing_scale(width, height, self.processing_pixels)
+        per_frame = 3 * max(1, round(width * scale)) * max(1, round(height * scale))
+        return max(1, self.max_memory_bytes // per_frame)
+
+
+def processing_scale(width: int, height: int, pixels: int) -> float:
+    return min(1.0, (pixels / max(1, width * height)) ** 0.5)
 
 
 @dataclass
@@ -47,7 +59,7 @@ class DecodedVideo:
     frames: np.ndarray  # uint8 [T, H, W, 3] RGB, possibly scaled down (see ``scale``)
     frame_index: np.ndarray  # int64 [T]: each frame's index in the video
     fps: float  # the video's own frame rate
-    width: int  # the video's own size
+    width: int  # the video's own size, as displayed (after its rotation metadata)
     height: int
     scale: float  # processed frame size / original size (1.0 when not scaled)
     codec: str
@@ -90,31 +102,42 @@ def decode_video(
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise VideoError(f"{label}: the file has no video stream (streams: {kinds})")
         stream = container.streams.video[0]
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if width * height > limits.max_pixels:
-            raise VideoError(f"{label}: frames of {width}x{height} exceed {limits.max_pixels:,} pixels")
-        if width == 0 or height == 0:
+        if stream.codec_context is None:  # PyAV found no decoder for the stream's codec
+            raise VideoError(f"{label}: unsupported video codec")
+        stored_width, stored_height = stream.codec_context.width, stream.codec_context.height
+        if stored_width == 0 or stored_height == 0:
             raise VideoError(f"{label}: the video stream has no frame size")
+        if stored_width * stored_height > limits.max_pixels:
+            raise VideoError(f"{label}: frames of {stored_width}x{stored_height} exceed {limits.max_pixels:,} pixels")
         fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         seconds = _duration(container, stream)
         if seconds is not None and seconds > limits.max_seconds:
             raise VideoError(f"{label}: {seconds:.1f} s long; at most {limits.max_seconds:.0f} s are accepted")
         step = max(1.0, fps / limits.target_fps) if limits.target_fps else 1.0
-        scale = min(1.0, limits.processing_height / height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        frames, indices, decoded, next_keep = [], [], 0, 0.0
+        scale = processing_scale(stored_width, stored_height, limits.processing_pixels)
+        size = (max(1, round(stored_width * scale)), max(1, round(stored_height * scale)))
+        max_frames = limits.max_frames(stored_width, stored_height)
+        frames, indices, decoded, next_keep, rotation = [], [], 0, 0.0, 0
         try:
             for frame in container.decode(stream):
+                if (frame.width, frame.height) != (stored_width, stored_height):
+                    raise VideoError(
+                        f"{label}: the frame size changes from {stored_width}x{stored_height} to "
+                        f"{frame.width}x{frame.height} at frame {decoded}; re-encode the clip at one size"
+                    )
                 if decoded >= next_keep:
                     next_keep += step
-                    if len(frames) >= limits.max_frames:
+                    if len(frames) >= max_frames:
                         raise VideoError(
-                            f"{label}: more than {limits.max_frames} frames"
-                            f"{f' at {limits.target_fps:g} fps' if limits.target_fps else ''}; trim the clip"
+                            f"{label}: more than {max_frames} frames of {size[0]}x{size[1]} after scaling "
+                            f"(the memory budget for one video); trim the clip or lower the frame rate"
                         )
-                    image = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                    image = frame.to_ndarray(format="rgb24")  # [H, W, 3] as stored
                     if scale < 1.0:
                         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                    rotation = round((frame.rotation or 0) / 90) % 4  # display matrix, counterclockwise
+                    if rotation:
+                        image = np.ascontiguousarray(np.rot90(image, rotation))
                     frames.append(image)
                     indices.append(decoded)
                 decoded += 1
@@ -128,6 +151,7 @@ def decode_video(
         raise VideoError(f"{label}: no frame could be decoded")
     if declared and decoded < 0.9 * declared:  # AVI decodes a cut file silently: compare with its header
         raise VideoError(f"{label}: truncated: the header declares {declared} frames, only {decoded} could be read")
+    width, height = (stored_height, stored_width) if rotation % 2 else (stored_width, stored_height)
     return DecodedVideo(
         frames=np.stack(frames),
         frame_index=np.asarray(indices, dtype=np.int64),
@@ -205,9 +229,13 @@ def extract_tracks(
 
 
 def track_sequence(video: DecodedVideo, masks: np.ndarray, track: Track, label: str) -> VideoTrack | None:
-    # Crop every frame of the track to the track's union box: pretreatment depends only on the body box,
-    # and the crop keeps memory at the person's size instead of the frame's.
-    x0, y0, x1, y1 = track.union_box(margin=4, width=masks.shape[2], height=masks.shape[1])
+    # Crop the track's frames to its union box, so memory follows the person's size, not the frame's. The
+    # silhouettes depend only on the body box; the RGB crops take a 64-column window as wide as the body is
+    # tall around the body's centre, so the crop keeps half the tallest body height on each side.
+    tallest = max(o.box[3] - o.box[1] for o in track.observations)
+    x0, y0, x1, y1 = track.union_box(
+        margin=4, width=masks.shape[2], height=masks.shape[1], horizontal_margin=tallest // 2 + 4
+    )
     person = track.masks(masks)[:, y0:y1, x0:x1]  # uint8 [n, h', w']
     rgb = video.frames[track.frames, y0:y1, x0:x1]  # uint8 [n, h', w', 3]
     result = pretreat(person, rgb)

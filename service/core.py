@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,10 +104,9 @@ class EnrollResult:
 
 
 def source_of(record: SequenceRecord) -> dict[str, Any]:
-    """What the probe was: a video's tracks (and which one was used), or the frames of an array upload."""
-    if "source" in record.meta:
-        return record.meta["source"]
-    return {"kind": "silhouettes" if "boxes" not in record.frame_arrays else "masks", "track_id": None, "tracks": []}
+    """What the probe was (set by gader.sequence_input from what it decoded): a video's tracks and the one
+    used, or the kind of array upload."""
+    return {"track_id": None, "tracks": [], **record.meta["source"]}
 
 
 def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -147,6 +147,9 @@ class MatchingCore:
         self.galleries = galleries
         self.inference = inference
         self.metrics = metrics
+        # Uploads are parsed (videos decoded, segmented, tracked) by a few threads: a bound on the memory that
+        # concurrent videos can take, and the event loop never waits on them.
+        self._decoder = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="gader-decode")
         self.limits = InputLimits(
             settings.max_frames,
             settings.max_frame_pixels,
@@ -263,7 +266,9 @@ class MatchingCore:
         """Parse an upload off the event loop (a video is decoded, segmented and tracked here)."""
         if track_id is not None and track_id < 1:
             raise InvalidInput("track_id must be a positive track number from the video's track list")
-        return await asyncio.get_running_loop().run_in_executor(None, self._decode_now, data, filename, track_id)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decoder, self._decode_now, data, filename, track_id
+        )
 
     async def _embed(
         self, data: bytes, filename: str, timings: Timings, track_id: int | None = None
@@ -462,6 +467,9 @@ class MatchingCore:
     ) -> tuple[PipelineResult, np.ndarray, dict[str, Any]]:
         self._any_scope(principal)
         return await self._embed(data, filename, Timings(), track_id)
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
     async def ready(self) -> dict[str, bool]:
         return {"models": await self.inference.ready(), "store": self.store.healthy()}

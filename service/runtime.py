@@ -47,5 +47,6 @@ def build_core(settings: Settings, announce_admin_key: bool = True) -> MatchingC
 
 async def close_core(core: MatchingCore) -> None:
     core.galleries.stop()
+    core.close()
     await core.inference.close()
     core.store.close()

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     segmenter: str = Field("selfie", description="Person segmenter for videos: selfie, selfie-landscape, background.")
     rate_per_minute: int = Field(600, description="Requests per API key per minute (0: unlimited).")
     inference_threads: int = Field(2, description="Threads that run models (requests queue for them).")
+    decode_threads: int = Field(
+        2, ge=1, description="Threads that parse uploads; each video may hold up to ~1 GiB of frames while decoded."
+    )
 
     @field_validator("store")
     @classmethod

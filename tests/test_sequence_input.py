@@ -90,3 +90,14 @@ def test_limits_are_checked_before_reading_big_arrays():
         archive.writestr("notes.txt", "hello")
     with pytest.raises(DataFormatError, match=r"no \.png masks"):
         read_sequence_bytes(buffer.getvalue(), "x.zip")
+
+
+def test_the_source_is_the_readers_finding_never_the_files_metadata():
+    record = SequenceRecord(
+        "s", "nm-01", "090", np.full((6, 64, 44), 255, np.uint8), meta={"source": "x", "pretreated_here": True}
+    )
+    buffer = io.BytesIO()
+    write_sequence(record, buffer)
+    read = read_sequence_bytes(buffer.getvalue(), "mine.npz")
+    assert read.meta["source"] == {"kind": "silhouettes"}
+    assert "pretreated_here" not in read.meta

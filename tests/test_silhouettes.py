@@ -137,3 +137,17 @@ def test_accepts_bool_and_01_masks_like_0_255():
 def test_bad_inputs_name_the_problem(masks, rgb, message):
     with pytest.raises(DataFormatError, match=message):
         pretreat(masks, rgb)
+
+
+def test_aligned_iou_matches_frames_that_each_side_dropped_differently():
+    from gader.silhouettes import aligned_iou, mask_iou
+
+    rng = np.random.default_rng(4)
+    walk = (rng.random((30, 64, 64)) > 0.5).astype(np.uint8) * 255  # every frame distinct
+    ours, reference = np.delete(walk, [0, 7, 8], axis=0), np.delete(walk, [3, 29], axis=0)
+    iou, pairs = aligned_iou(ours, reference)
+    assert iou == 1.0 and len(pairs) == 30 - 5  # every frame both sides kept, matched to itself
+    assert np.all(np.diff(pairs, axis=0) > 0)  # monotone in both sequences
+    assert np.array_equal(mask_iou(ours[pairs[:, 0]], reference[pairs[:, 1]]), np.ones(len(pairs)))
+    shifted, _ = aligned_iou(np.roll(ours, 3, axis=2), reference)  # a 3-column offset costs overlap
+    assert 0.3 < shifted < 0.7

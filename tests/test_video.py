@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 
+import av
+import cv2
 import numpy as np
 import pytest
 
@@ -49,7 +51,7 @@ def test_sub_sampling_to_a_target_rate_keeps_evenly_spaced_frames():
 
 def test_large_frames_are_scaled_down_for_processing_and_ratios_stay_in_video_pixels():
     source = np.repeat(np.repeat(walking_box(12), 4, axis=1), 4, axis=2)  # 480 x 640
-    limits = VideoLimits(processing_height=240)
+    limits = VideoLimits(processing_pixels=320 * 240)
     video = decode_video(encode(source), "big.mp4", limits)
     assert video.frames.shape[1:3] == (240, 320) and video.scale == 0.5
     track = extract_tracks(video, BackgroundSegmenter()).main.record
@@ -86,6 +88,34 @@ def test_zero_frames_audio_only_and_huge_frames_are_refused():
     huge = encode(np.zeros((2, 1088, 2048, 3), np.uint8))
     with pytest.raises(VideoError, match="2048x1088 exceed"):
         decode_video(huge, "huge.mp4")
+
+
+def test_rotation_metadata_is_applied():
+    source = walking_box(6)  # 120 rows x 160 columns, stored landscape
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as output:
+        stream = output.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.set_display_rotation(90)  # shown rotated a quarter turn counterclockwise, as phones write it
+        for frame in source:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    video = decode_video(buffer.getvalue(), "phone.mp4")
+    assert (video.width, video.height) == (120, 160) and video.frames.shape[1:3] == (160, 120)
+    expected = np.rot90(source[0], 1)
+    assert np.abs(video.frames[0].astype(int) - expected.astype(int)).mean() < 8
+
+
+def test_a_frame_size_change_mid_stream_and_the_memory_budget_are_refused():
+    # A motion-JPEG stream is a series of JPEG images, each with its own size (as some webcams send).
+    jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in (*walking_box(3), *walking_box(3, 60, 80))]
+    with pytest.raises(VideoError, match="frame size changes"):
+        decode_video(b"".join(jpegs), "webcam.mjpeg")
+    budget = VideoLimits(max_memory_bytes=5 * 160 * 120 * 3)  # five frames
+    with pytest.raises(VideoError, match="more than 5 frames of 160x120"):
+        decode_video(encode(walking_box(10), codec="libvpx", container="webm"), "clip.webm", budget)
 
 
 def test_too_long_videos_are_refused_before_everything_is_decoded():

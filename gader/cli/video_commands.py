@@ -72,33 +72,40 @@ def prepare(
     from rich.progress import Progress
 
     from gader.data.native import NAME_PATTERN, DatasetWriter
-    from gader.video import VIDEO_EXTENSIONS, VideoError, read_video
+    from gader.errors import DataFormatError
+    from gader.video import VIDEO_EXTENSIONS, read_video
 
     if not videos.is_dir():
         raise GaderError(f"{videos}: not a directory")
+    if not NAME_PATTERN.match(view):
+        raise GaderError(f"view {view!r} must be 1-64 characters from A-Z a-z 0-9 . _ -")
     clips = sorted(p for p in videos.glob("*/*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if not clips:
         raise GaderError(f"{videos}: no videos in per-subject folders (expected {videos}/<subject>/<clip>.mp4)")
-    written, skipped = 0, []
+    written, skipped, seen = 0, [], set()
     with (
         DatasetWriter(out, description=f"prepared from videos in {videos}") as writer,
         Progress(console=err_console) as progress,
     ):
         task = progress.add_task("videos", total=len(clips))
         for clip in clips:
+            progress.advance(task)
             subject, condition = clip.parent.name, clip.stem
-            for kind, value in (("subject", subject), ("condition", condition)):
-                if not NAME_PATTERN.match(value):
-                    raise GaderError(f"{clip}: {kind} {value!r} must be 1-64 characters from A-Z a-z 0-9 . _ -")
+            if not (NAME_PATTERN.match(subject) and NAME_PATTERN.match(condition)):
+                skipped.append(f"{clip}: subject and clip names must be 1-64 characters from A-Z a-z 0-9 . _ -")
+                continue
+            if (subject, condition) in seen:
+                skipped.append(f"{clip}: another clip of {subject} is also named {condition!r}")
+                continue
+            seen.add((subject, condition))
             try:
                 record = read_video(clip, limits=_limits(fps), segmenter=segmenter).main.record
-            except VideoError as exc:
-                skipped.append(f"{clip}: {exc}")
-            else:
                 record.subject, record.condition, record.view = subject, condition, view
                 writer.write(record)
+            except DataFormatError as exc:  # a bad video, or a sequence the dataset already holds
+                skipped.append(f"{clip}: {exc}")
+            else:
                 written += 1
-            progress.advance(task)
     for reason in skipped:
         err_console.print(f"skipped {reason}")
     console.print(f"{out}: {written} sequences written, {len(skipped)} videos skipped")

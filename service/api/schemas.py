@@ -95,7 +95,9 @@ class SourceOut(BaseModel):
         None, description="Videos: the track used (the main person unless track_id was given)."
     )
     tracks: list[TrackOut] = Field(default_factory=list, description="Videos: every person tracked, main first.")
-    video_frames: int | None = Field(None, description="Videos: frames decoded.")
+    video_frames: int | None = Field(
+        None, description="Videos: frames processed (after sub-sampling); track frame numbers index the original video."
+    )
     fps: float | None = Field(None, description="Videos: the video's frame rate.")
 
 
