@@ -182,6 +182,24 @@ def window_masks(frames: int, positions: list[tuple[int, int]]) -> torch.Tensor:
     return masks
 
 
+def pool_windows(features: torch.Tensor, positions: list[tuple[int, int]]) -> torch.Tensor:
+    """Temporal max of the shared feature columns [1, C, W', T] inside each window -> [m, C, W'].
+
+    The same numbers as ``DHSClassifier.classify`` with window masks, computed with one sliding max per
+    window length instead of a masked copy of the features per window (about 10x less work at inference,
+    where a sequence has dozens of windows)."""
+    _, channels, width, _frames = features.shape
+    columns = features.reshape(1, channels * width, -1)  # [1, C*W', T]
+    by_length: dict[int, torch.Tensor] = {}
+    pooled = torch.empty(len(positions), channels * width, dtype=features.dtype, device=features.device)
+    for slot, (start, end) in enumerate(positions):
+        length = end - start
+        if length not in by_length:  # every window of this length: max over [s, s + length) for all s
+            by_length[length] = F.max_pool1d(columns, kernel_size=length, stride=1)[0]  # [C*W', T - length + 1]
+        pooled[slot] = by_length[length][:, start]
+    return pooled.reshape(len(positions), channels, width)
+
+
 def _iou(a: tuple[int, int], b: tuple[int, int]) -> float:
     inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
     union = max(a[1], b[1]) - min(a[0], b[0])
@@ -245,7 +263,8 @@ class GaitDetector:
     def window_probabilities(self, dhs: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
         """DHS [W, T] and windows -> class probabilities [m, 4]; one feature pass for all windows."""
         features = self.classifier.features(torch.from_numpy(dhs)[None, None].to(self.device))  # [1, C, W', T]
-        logits = self.classifier.classify(features, window_masks(dhs.shape[1], positions).to(self.device))
+        pooled = pool_windows(features, positions)  # [m, C, W']
+        logits = self.classifier.mlp(pooled.flatten(1))
         return torch.softmax(logits, dim=1).cpu().numpy()
 
     def detect(self, silhouettes: np.ndarray) -> DetectionReport:

@@ -172,3 +172,18 @@ def test_detector_report_is_consistent():
     assert report.windows and all(w[2] == FULL_GAIT for w in report.windows)
     with pytest.raises(GaderError, match="empty"):
         detector.detect(np.zeros((0, 64, 44), np.uint8))
+
+
+@pytest.mark.parametrize("frames", [5, 16, 57, 130])
+def test_sliding_window_pooling_equals_masked_pooling(frames):
+    from gader.detector import DetectorConfig, DHSClassifier, pool_windows, window_masks, window_positions
+
+    torch.manual_seed(frames)
+    config = DetectorConfig()
+    network = DHSClassifier(config).eval()
+    features = torch.randn(1, 48, 11, frames)
+    positions = window_positions(frames, config)
+    with torch.no_grad():
+        masked = network.classify(features, window_masks(frames, positions))
+        sliding = network.mlp(pool_windows(features, positions).flatten(1))
+    assert torch.equal(masked, sliding)
