@@ -1,0 +1,89 @@
+"""Detector cost against GAR cost on the same sequences: the gait detector's time per sequence (DHS,
+one feature pass, every window, NMS, merge, labels) as a share of the GAR embedding time, for the shipped
+CPU-sized GAR and for the full-size GaitBase GAR the paper runs (same architecture as OpenGait's CASIA-B
+GaitBase, 64x44 input; random weights: the cost does not depend on them).
+
+    python -m bench.bench_detector [--model casia-b-default] [--detector gader-detector] [--sequences 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from bench.report import update_section
+from gader.data import open_dataset
+from gader.gar import GAR, GARConfig
+from gader.model_io import LoadedModel, ModelCard, load_detector, load_model
+from gader.pipeline import GaderPipeline, PipelineConfig
+
+CASIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "casia-b" / "train"
+
+
+def timed(function, repeats: int) -> float:
+    """Best of ``repeats`` calls, in milliseconds (the least disturbed by other work on the machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="casia-b-default")
+    parser.add_argument("--detector", default="gader-detector")
+    parser.add_argument("--sequences", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    detector = load_detector(args.detector)[0]
+    shipped = GaderPipeline(load_model(args.model), None, PipelineConfig(use_detector=False))
+    full_config = GARConfig("gaitbase", {"num_classes": 74})  # OpenGait's CASIA-B GaitBase: w1.0, 64x44
+    full_gar = GAR(full_config).eval()
+    full = GaderPipeline(
+        LoadedModel(ModelCard(id="gaitbase-full", gar={}), full_gar.embedder(), None, Path(".")),
+        None,
+        PipelineConfig(use_detector=False),
+    )
+    dataset = open_dataset(CASIA)
+    keys = [info.key for info in dataset.infos if info.condition == "nm-05"][: args.sequences]
+    rows = []
+    for key in keys:
+        record = dataset.load(key)
+        detector.detect(record.silhouettes)  # warm up
+        detect_ms = timed(lambda r=record: detector.detect(r.silhouettes), args.repeats)
+        shipped_ms = timed(lambda r=record: shipped.embed_frames(r), args.repeats)
+        full_ms = timed(lambda r=record: full.embed_frames(r), 1)
+        rows.append((record.frames, detect_ms, shipped_ms, full_ms))
+        print(key, rows[-1], flush=True)
+    frames = statistics.median(r[0] for r in rows)
+    detect = statistics.median(r[1] for r in rows)
+    shipped_share = statistics.median(100 * r[1] / r[2] for r in rows)
+    full_share = statistics.median(100 * r[1] / r[3] for r in rows)
+    body = "\n".join(
+        [
+            f"{len(rows)} CASIA-B sequences (nm-05, all views; median {frames:.0f} frames), {args.threads} threads, "
+            f"best of {args.repeats} per sequence. Medians over sequences.",
+            "",
+            "| | ms per sequence | detector share |",
+            "|---|---:|---:|",
+            f"| detector `{args.detector}` (DHS, all windows, NMS, merge) | {detect:.2f} | |",
+            f"| shipped GAR `{args.model}` embedding | {statistics.median(r[2] for r in rows):.1f} | "
+            f"{shipped_share:.1f}% |",
+            f"| full-size GaitBase GAR (64x44, OpenGait's CASIA-B size) embedding | "
+            f"{statistics.median(r[3] for r in rows):.0f} | {full_share:.2f}% |",
+        ]
+    )
+    print(body)
+    update_section("detector-cost", "Gait detector cost against GAR", body)
+
+
+if __name__ == "__main__":
+    main()
