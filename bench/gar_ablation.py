@@ -56,7 +56,8 @@ def train_variant(data: str, name: str, seed: int, runs: Path, iterations: int |
         config.optim, seed=seed, iterations=iterations or config.optim.iterations, threads=threads
     )
     config = dataclasses.replace(config, id=f"ablation-{short}-seed{seed}", model=model, optim=optim)
-    result = train(config, directory, show_progress=False)
+    # resume: a run stopped part-way (or in its final validation) continues from its last checkpoint
+    result = train(config, directory, resume=True, show_progress=False)
     validation = result.validation or {}
     record = {
         "variant": name,
@@ -65,12 +66,23 @@ def train_variant(data: str, name: str, seed: int, runs: Path, iterations: int |
         "mAP": validation.get("mAP"),
         "tar_1e-2": (validation.get("tar_at_far") or {}).get("1e-02"),
         "iterations": optim.iterations,
-        "minutes": result.seconds / 60,
+        "minutes": _training_seconds(directory / "metrics.jsonl") / 60,
         "threads": threads,
     }
     done.write_text(json.dumps(record, indent=2) + "\n")
     owner.unlink(missing_ok=True)
     return record
+
+
+def _training_seconds(metrics: Path) -> float:
+    """Training time from the logged seconds per iteration (counts every part of a resumed run)."""
+    seconds, previous = 0.0, 0
+    for line in metrics.read_text().splitlines():
+        entry = json.loads(line)
+        if "sec_per_iter" in entry:
+            seconds += entry["sec_per_iter"] * max(entry["iteration"] - previous, 0)
+            previous = entry["iteration"]
+    return seconds
 
 
 def _alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ import torch
 
 from gader.data.dataset import SequenceDataset, SequenceInfo
 from gader.data.record import SequenceRecord, cut_sides
+from gader.errors import GaderError
 from gader.progress import progress
 
 
@@ -130,25 +131,33 @@ def embed_dataset(
     Reads ``chunk`` sequences at a time (never the whole dataset), sorts them by length into batches,
     and keeps at most ``max_frames`` frames per sequence (OpenGait's test limit for GaitBase is 720).
     ``select_frames`` may restrict a sequence to some frames first (e.g. the detector's gait segments).
+    A sequence without frames has no embedding: it is left out of both outputs.
     """
     infos = dataset.infos
     height, width = input_size
     results = []
+    kept: list[SequenceInfo] = []
     bar = progress(total=len(infos), enabled=show_progress, desc="embedding", unit="seq")
     for start in range(0, len(infos), chunk):
         prepared = []
         for info in infos[start : start + chunk]:
+            bar.update(1)
             record = dataset.load(info)
             if select_frames is not None:
                 record = select_frames(record)
+            if record.frames == 0:
+                continue
             item = prepare(record, height, width, max_frames=max_frames)
             if not use_ratios:
                 item.ratios = None
             prepared.append(item)
-        results.append(embed_sequences(embedder, prepared, frame_budget, device))
-        bar.update(len(prepared))
+            kept.append(info)
+        if prepared:
+            results.append(embed_sequences(embedder, prepared, frame_budget, device))
     bar.close()
-    return np.concatenate(results), infos
+    if not results:
+        raise GaderError("no sequence with frames to embed")
+    return np.concatenate(results), kept
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

@@ -203,3 +203,19 @@ def test_opengait_layout_matches_packed_casia(opengait_sample, casia_train):
         # The packed files are the same sequences thresholded at 127.
         reference = packed.load(record.key).silhouettes
         assert np.array_equal((record.silhouettes > 127) * 255, reference)
+
+
+def test_embedding_a_dataset_leaves_out_sequences_without_frames(tmp_path):
+    """A sequence whose every frame pretreatment rejected has no embedding; the others keep theirs."""
+    from gader.embedding import embed_dataset
+    from gader.gar import GAR, GARConfig
+
+    with DatasetWriter(tmp_path / "ds") as writer:
+        writer.write(_record("001", rich=False))
+        writer.write(_record("002", frames=0, rich=False))
+        writer.write(_record("003", frames=4, rich=False))
+    dataset = open_dataset(tmp_path / "ds")
+    embedder = GAR(GARConfig("gaitbase", {"width": 0.125, "input_height": 32, "input_width": 22})).embedder().eval()
+    embeddings, infos = embed_dataset(embedder, dataset, (32, 22), show_progress=False)
+    assert [info.subject for info in infos] == ["001", "003"]
+    assert embeddings.shape[0] == 2 and np.isfinite(embeddings).all()

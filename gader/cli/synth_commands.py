@@ -76,6 +76,11 @@ def make(
         f"{report.aligned_frames:,} kept) to {out} in {report.seconds:.1f} s: "
         f"{report.frames_per_second:.0f} frames/s"
     )
+    if report.empty:
+        err_console.print(
+            f"skipped {len(report.empty)} sequence(s) whose every frame pretreatment rejected (person too small "
+            f"or hidden): {', '.join(report.empty[:10])}{' ...' if len(report.empty) > 10 else ''}"
+        )
 
 
 @app.command()

@@ -301,6 +301,11 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, show: bool, ctx: Di
         if ctx.world > 1 and should_validate:
             dist.barrier()
     bar.close()
+    if val_set is not None and ctx.main and validation is None:
+        # Resumed at (or after a crash in) the final validation: the loop had nothing left to run.
+        validation = validate(model, val_set, config, ctx.device)
+        _log(metrics_path, {"iteration": optim.iterations, "validation": validation})
+        print(f"iteration {optim.iterations}: validation {json.dumps(validation)}", file=sys.stderr)
     seconds = time.perf_counter() - began
     model_dir = None
     if ctx.main:

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gader.data.native import DatasetWriter
@@ -28,6 +28,7 @@ class MakeReport:
     frames: int  # rendered frames
     aligned_frames: int  # frames that survived pretreatment
     seconds: float
+    empty: list[str] = field(default_factory=list)  # keys not written: pretreatment rejected every frame
 
     @property
     def frames_per_second(self) -> float:
@@ -59,13 +60,19 @@ def make_dataset(
     description = "SynthGait " + ", ".join(f"{name}: {PRESETS[name].description}" for name in presets)
     start = time.perf_counter()
     frames = aligned = 0
+    empty: list[str] = []
     with DatasetWriter(out, description=description, overwrite=overwrite) as writer:
         bar = progress_bar(total=len(specs), enabled=progress, desc="rendering", unit="seq")
         for record in generate(specs, workers):
-            writer.write(record)
             frames += int(record.meta["rendered_frames"])
-            aligned += record.frames
+            # A far or fully occluded person can lose every frame in pretreatment (too few pixels); an empty
+            # sequence is not data, so it is reported and not written.
+            if record.frames == 0:
+                empty.append(record.key)
+            else:
+                writer.write(record)
+                aligned += record.frames
             bar.update(1)
             bar.set_postfix(frames_per_s=f"{frames / (time.perf_counter() - start):.0f}")
         bar.close()
-    return MakeReport(len(specs), frames, aligned, time.perf_counter() - start)
+    return MakeReport(len(specs) - len(empty), frames, aligned, time.perf_counter() - start, empty)
