@@ -62,10 +62,13 @@ def main() -> None:
     # Gallery: each person's first sequence; probes: the others that mix standing / partial segments in.
     first: dict[str, str] = {}
     for info in dataset.infos:
-        first.setdefault(info.subject, info.key)
+        if info.frames > 0:
+            first.setdefault(info.subject, info.key)
     outputs: dict[str, list[np.ndarray]] = {"plain backbone": [], "GAR": [], "GADER": []}
     subjects, probe, fractions, gait_found = [], [], [], []
     for record in progress(dataset, total=len(dataset), desc="embedding", unit="seq"):
+        if record.frames == 0:  # datasets made before SynthGait stopped writing empty sequences
+            continue
         is_gallery = record.key == first[record.subject]
         if not is_gallery and contamination(record) < args.min_contamination:
             continue

@@ -29,6 +29,22 @@ def test_data_stats_on_casia_b_train(casia_train):
 
 
 @pytest.mark.shared_data
+def test_shipped_model_evaluates_a_packed_casia_b_folder(casia_train, tmp_path):
+    """The command we run on the withheld test subjects (075-124, same packed format), on 4 training subjects:
+    it must run end to end on such a folder and print the CASIA-B JSON; these subjects were trained on, so the
+    accuracy only has to be far above chance (1/4), not a held-out figure."""
+    folder = tmp_path / "casia-b-subset"
+    folder.mkdir()
+    for subject in ("001", "002", "003", "004"):
+        (folder / f"{subject}.npz").symlink_to(casia_train / f"{subject}.npz")
+    result = json.loads(
+        gader("eval", "--model", "casia-b-default", "--data", str(folder), "--protocol", "casia-b", "--json").stdout
+    )
+    assert {"NM", "BG", "CL"} <= set(result["rank1"])
+    print(json.dumps(result["rank1"]))
+    assert result["rank1"]["NM"] > 80
+
+
 def test_data_stats_and_convert_on_opengait_layout(opengait_sample, tmp_path):
     stats = json.loads(gader("data", "stats", str(opengait_sample), "--json").stdout)
     assert (stats["subjects"], stats["sequences"], stats["frames"]) == (1, 3, 171)
