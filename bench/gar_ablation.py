@@ -114,7 +114,8 @@ def report(data: str, runs: Path) -> str:
         rows.append(
             f"| {name} | {', '.join(str(r['seed']) for r in mine)} | {summary([r['rank1'] for r in mine])} | "
             f"{summary([r['tar_1e-2'] for r in mine])} | {summary([r['mAP'] for r in mine])} | {wins} | "
-            f"{statistics.mean(r['minutes'] for r in mine):.1f} ({mine[0]['threads'] or 'all'} thread(s)) |"
+            f"{statistics.mean(r['minutes'] for r in mine):.1f} "
+            f"({'/'.join(sorted({str(r['threads'] or 'all') for r in mine}))} thread(s)) |"
         )
     iterations = sorted({r["iterations"] for r in records})
     return (
@@ -123,7 +124,9 @@ def report(data: str, runs: Path) -> str:
         "probes; gait frames from the ground-truth labels), "
         f"{'/'.join(map(str, iterations))} iterations per run, identical data and budget per variant. "
         "Mean ± standard deviation over seeds; 'wins' counts the seeds where the variant beats the plain backbone "
-        "trained with the same seed.\n\n"
+        f"trained with the same seed. The table collects every finished run under `{runs}` (the grid may be "
+        "trained by several processes, see the script's docstring); minutes are training time, with other "
+        "jobs sharing the 2 cores.\n\n"
         "| variant | seeds | rank-1 % | TAR@FAR=1e-2 % | mAP % | wins over backbone | minutes per run |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
