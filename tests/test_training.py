@@ -102,8 +102,14 @@ def test_train_resume_export_and_evaluate(tmp_path, synth_casia):
     _gader("train", "gar", "--config", str(config), "--out", str(run), "--resume")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records if "loss" in r] == [4, 6, 8, 12]
-    assert any("validation" in r for r in records)
+    validations = [r for r in records if "validation" in r]
+    assert validations and validations[-1]["iteration"] == 12
     assert (run / "loss.png").stat().st_size > 5000
+    # resuming a finished run (e.g. one that died in its final validation) trains nothing but still validates
+    _gader("train", "gar", "--config", str(config), "--out", str(run), "--resume")
+    again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in again if "loss" in r] == [4, 6, 8, 12]
+    assert len([r for r in again if "validation" in r]) == len(validations) + 1
     model = load_model(run / "model", with_rgb=True)
     assert model.card.gar["ratio_attention"] and model.rgb is not None
     assert not any(k.startswith(("rgb", "adapters")) for k in model.embedder.state_dict())
