@@ -17,8 +17,8 @@ class TritonPythonModel:
             self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
         else:
             self.device = torch.device("cpu")
-            # CPU instances share the host's cores: oversubscribed intra-op threads slow torch down by an
-            # order of magnitude (measured in docs/BENCHMARKS.md), so split the cores between instances.
+            # CPU instances share the host's cores: left alone, each would start one intra-op thread per core
+            # and together they would oversubscribe the CPU, so the cores are split between instances.
             config = json.loads(args["model_config"])
             instances = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
             threads = config.get("parameters", {}).get("CPU_THREADS", {}).get("string_value", "")

@@ -1,0 +1,35 @@
+"""The Triton model repository committed in model_repository/ (mounted by docker-compose) must be the export of
+the shipped models: retraining or recalibrating a shipped model without re-running ``gader export`` fails here."""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from gader.export import TRITON_TEMPLATES
+from gader.model_io import ZOO
+
+REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+
+
+def test_committed_gar_export_matches_the_shipped_model_and_template():
+    version = REPOSITORY / "gar_casia_b_default" / "1"
+    assert (version / "model.py").read_text() == (TRITON_TEMPLATES / "gar_model.py").read_text()
+    exported = json.loads((version / "card.json").read_text())
+    shipped = json.loads((ZOO / "casia-b-default" / "model.json").read_text())
+    for key in ("id", "gar", "embedding_shape", "input_size", "operating_points", "training"):
+        assert exported[key] == shipped[key], key
+    traced = torch.jit.load(version / "model.pt").state_dict()  # keys: "embedder." + the model's keys
+    weights = load_file(ZOO / "casia-b-default" / "model.safetensors")
+    assert {key.removeprefix("embedder.") for key in traced} == set(weights)
+    for key, value in traced.items():
+        assert torch.equal(value, weights[key.removeprefix("embedder.")]), key
+
+
+def test_committed_detector_export_matches_the_shipped_detector_and_template():
+    version = REPOSITORY / "gait_detector" / "1"
+    assert (version / "model.py").read_text() == (TRITON_TEMPLATES / "detector_model.py").read_text()
+    exported = json.loads((version / "card.json").read_text())
+    shipped = json.loads((ZOO / "gader-detector" / "detector.json").read_text())
+    assert exported == shipped
