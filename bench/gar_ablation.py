@@ -35,13 +35,9 @@ VARIANTS = {
 }
 
 
-def run_dir(runs: Path, short: str, seed: int) -> Path:
-    return runs / f"{short}-seed{seed}"
-
-
 def train_variant(data: str, name: str, seed: int, runs: Path, iterations: int | None, threads: int) -> dict:
     short, ratio, distill = VARIANTS[name]
-    directory = run_dir(runs, short, seed)
+    directory = runs / f"{short}-seed{seed}"
     done = directory / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -90,8 +86,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, owned by another user
+        pass
     return True
 
 
