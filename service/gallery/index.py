@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 _gpu_resources = None
+REMOVED_MEMORY = 100_000  # removed template ids a gallery remembers (stale adds arrive within seconds)
 _gpu_lock = threading.Lock()
 
 
@@ -117,6 +119,10 @@ class GalleryIndex:
         self._id_of: dict[str, int] = {}
         self._subject_of: dict[int, str] = {}
         self._templates_by_subject: dict[str, set[str]] = {}
+        # Template ids removed recently. Ids are random and never reused, so an add of a removed id is stale:
+        # with Redis a replica applies its own writes at once and the change stream's copies later, so an
+        # add can arrive after the removal that followed it (and must not bring the template back).
+        self._removed: OrderedDict[str, None] = OrderedDict()
 
     @property
     def kind(self) -> str:
@@ -165,12 +171,15 @@ class GalleryIndex:
         return template_id in self._id_of
 
     def add(self, items: Iterable[tuple[str, str, np.ndarray]]) -> int:
-        """Add (template_id, subject_id, vector [dim]) items; ids already present are skipped (idempotent)."""
-        fresh = [(t, s, v) for t, s, v in items if t not in self._id_of]
+        """Add (template_id, subject_id, vector [dim]) items; ids already present or removed before are
+        skipped (idempotent, and a late copy of an add does not undo a removal)."""
+        fresh = [(t, s, v) for t, s, v in items if t not in self._id_of and t not in self._removed]
         if not fresh:
             return 0
         with self.lock.write():
-            fresh = [(t, s, v) for t, s, v in fresh if t not in self._id_of]
+            fresh = [(t, s, v) for t, s, v in fresh if t not in self._id_of and t not in self._removed]
+            if not fresh:
+                return 0
             ids = np.arange(self._next_id, self._next_id + len(fresh), dtype=np.int64)
             self._next_id += len(fresh)
             vectors = np.stack([np.asarray(v, dtype=np.float32) for _t, _s, v in fresh])  # [n, dim]
@@ -188,10 +197,18 @@ class GalleryIndex:
         return len(fresh)
 
     def remove(self, template_ids: Iterable[str]) -> int:
-        ids = [self._id_of[t] for t in template_ids if t in self._id_of]
-        if not ids:
-            return 0
+        """Remove templates (unknown ids are remembered too: their add may still be on its way)."""
+        template_ids = list(template_ids)
         with self.lock.write():
+            for template_id in template_ids:
+                self._removed[template_id] = None
+                self._removed.move_to_end(template_id)
+            while len(self._removed) > REMOVED_MEMORY:
+                self._removed.popitem(last=False)
+            # under the lock: the stream follower and a request may remove the same template at once
+            ids = [self._id_of[t] for t in template_ids if t in self._id_of]
+            if not ids:
+                return 0
             ids_array = np.array(ids, dtype=np.int64)
             if self._kind == "ivf":  # the IVF's hash-table direct map removes by an explicit id array only
                 self._index.remove_ids(faiss.IDSelectorArray(len(ids_array), faiss.swig_ptr(ids_array)))
@@ -210,7 +227,7 @@ class GalleryIndex:
         return len(ids)
 
     def remove_subject(self, subject_id: str) -> int:
-        return self.remove(list(self._templates_by_subject.get(subject_id, ())))
+        return self.remove(list(self._templates_by_subject.get(subject_id, set()).copy()))
 
     def subject_templates(self, subject_id: str) -> list[str]:
         return sorted(self._templates_by_subject.get(subject_id, ()))

@@ -20,6 +20,7 @@ Key layout (prefix ``gader``):
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,6 +29,8 @@ import redis
 
 from service.errors import Conflict, NotFound, Unavailable
 from service.gallery.records import ApiKey, Change, Gallery, Subject, Template
+
+log = logging.getLogger("gader.gallery")
 
 CHANGES_MAXLEN = 200_000  # approximate; a replica further behind than this reloads its snapshot
 AUDIT_MAXLEN = 1_000_000
@@ -346,15 +349,18 @@ class RedisStore:
                 continue
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
-                    apply(
-                        Change(
-                            op=fields[b"op"].decode(),
-                            gallery=fields[b"gallery"].decode(),
-                            template_id=fields[b"template"].decode(),
-                            subject_id=fields[b"subject"].decode(),
-                            model=fields[b"model"].decode(),
-                            vector=fields[b"vector"],
+                    try:
+                        apply(
+                            Change(
+                                op=fields[b"op"].decode(),
+                                gallery=fields[b"gallery"].decode(),
+                                template_id=fields[b"template"].decode(),
+                                subject_id=fields[b"subject"].decode(),
+                                model=fields[b"model"].decode(),
+                                vector=fields[b"vector"],
+                            )
                         )
-                    )
+                    except Exception:  # one bad entry must not stop this replica following the others
+                        log.exception("change %s could not be applied; skipped", entry_id)
                     self.position = entry_id.decode()
                     self.consumed += 1

@@ -91,11 +91,11 @@ def test_two_replicas_share_a_gallery_through_redis(tmp_path, models, redis_serv
             assert result["candidates"][0]["subject_id"] == "walker"
             assert time.monotonic() - acknowledged < 1.0
             # deletions travel too
-            b.delete("/v1/galleries/shared/subjects/walker")
+            assert b.delete("/v1/galleries/shared/subjects/walker").status_code == 204
             deadline = time.monotonic() + 2
             while a.get("/v1/galleries/shared").json()["templates"] and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert a.get("/v1/galleries/shared").json()["templates"] == 0
+            assert a.get("/v1/galleries/shared").json()["templates"] == 0, first.log.read_text()[-3000:]
     finally:
         first.stop()
         second.stop()
@@ -129,6 +129,40 @@ def test_changes_apply_idempotently():
     assert index.add([("t1", "s", vector)]) == 1
     assert index.add([("t1", "s", vector)]) == 0
     assert index.remove(["t1"]) == 1 and index.remove(["t1"]) == 0 and len(index) == 0
+
+
+def test_a_late_add_does_not_undo_a_removal():
+    """With Redis a replica applies its own writes at once and the stream's copies later, so an add can
+    reach the index after the removal that followed it, in either order of local and streamed copies."""
+    vector = flatten_embedding(np.eye(4, 2, dtype=np.float32))
+    index = GalleryIndex(8)
+    index.add([("t1", "s", vector)])
+    index.remove_subject("s")  # another replica deleted the subject; its change arrived first
+    assert index.add([("t1", "s", vector)]) == 0 and len(index) == 0  # our own late add of t1
+    index.remove(["t2"])  # removed here before the stream delivered its add
+    assert index.add([("t2", "s", vector)]) == 0 and len(index) == 0
+    assert index.add([("t3", "s", vector)]) == 1  # fresh ids still go in
+
+
+def test_concurrent_removals_of_one_template_are_safe():
+    vector = flatten_embedding(np.eye(4, 2, dtype=np.float32))
+    for _ in range(20):
+        index = GalleryIndex(8)
+        index.add([(f"t{i}", "s", vector) for i in range(50)])
+        errors: list[BaseException] = []
+
+        def remove(index=index, errors=errors) -> None:
+            try:
+                index.remove([f"t{i}" for i in range(50)])
+            except BaseException as error:  # any failure in a thread is the finding
+                errors.append(error)
+
+        threads = [threading.Thread(target=remove) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and len(index) == 0
 
 
 def test_index_aggregates_subjects_and_switches_to_ivf():
