@@ -99,7 +99,12 @@ def test_galleries_subjects_templates_identify_verify_delete(server, sequences):
         assert np.array(embedding["embedding"]).shape == tuple(embedding["shape"])
         models = api.get("/v1/models").json()
         assert models["models"][0]["id"] == "test-model" and models["models"][0]["operating_points"]["fmr=1e-3"] == 0.9
-        assert 'gader_gallery_templates{gallery="lobby"} 2.0' in api.get("/metrics").text
+        metrics = api.get("/metrics").text
+        assert 'gader_gallery_templates{gallery="lobby"} 2.0' in metrics
+        # requests are counted per route template and status, errors included
+        assert 'route="/v1/galleries/{gallery}/identify"' in metrics and 'status="204"' in metrics
+        timing = api.get("/v1/models").headers["server-timing"]  # the server's own time, for clients
+        assert timing.startswith("app;dur=") and float(timing.split("=")[1]) >= 0
         assert api.delete("/v1/galleries/lobby").status_code == 204
         assert api.get("/v1/galleries").json() == {"galleries": []}
 
