@@ -3,12 +3,13 @@ gait windows, suppress overlaps, merge neighbours, and decide whether a sequence
 
 - Classifier: five convolution layers over the DHS (an image ``W x t``: body width by time), a max over
   the window's time axis (so any window length works), and an MLP over the four classes
-  {full, partial} x {gait, standing}; trained with cross-entropy on random windows.
+  {full, partial} x {gait, standing}; trained with cross-entropy on random windows. The input is the DHS
+  (the knee row), optionally with more rows at other heights as further channels (``extra_rows``).
 - The convolutions are shared: they run once over the whole DHS, and each window max-pools the feature
   columns inside it (as detection networks share features between proposals). A window therefore sees a
-  few frames of context at its edges (the receptive field, +-5 frames); training crops windows with the
-  same context, so both see the same thing. This makes the detector cost about one small CNN pass per
-  sequence, whatever the number of windows.
+  few frames of context at its edges (the receptive field, ``receptive_half_width`` frames on each side);
+  training crops windows with the same context, so both see the same thing. This makes the detector cost
+  about one small CNN pass per sequence, whatever the number of windows.
 - Inference: windows of several lengths and strides over the whole DHS, all classified in one pass;
   windows predicted *full + gait* above a score threshold survive non-maximum suppression; survivors
   closer than a gap are merged into gait segments. Each frame's label is the class with the highest mean
@@ -39,10 +40,17 @@ class DetectorConfig:
 
     # DHS extraction
     knee_fraction: float = KNEE_FRACTION  # knee height above the sole, share of the aligned height
-    band: int = 3  # rows averaged around the knee row
+    band: int = 3  # rows averaged around the knee row (and around each extra row)
+    # Further rows (heights above the sole, shares of the aligned height) stacked as more input channels
+    # behind the knee row. The paper's DHS is the knee row alone; with a partial body (re-aligned to full
+    # height) the knee row cuts the torso, and rows at other heights tell walking from standing there.
+    extra_rows: tuple[float, ...] = ()
     width: int = 44  # DHS width: the side-cut aligned silhouette width
     # network
     channels: tuple[int, int, int, int, int] = (8, 16, 24, 32, 48)
+    # Temporal dilation of each layer's 3x3 kernel: dilating the last layers widens the receptive field
+    # towards a gait cycle (~25 frames) at no cost in time.
+    dilations: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
     hidden: int = 64
     context: int = 8  # frames of context a training window carries on each side (>= the receptive field)
     # inference
@@ -53,6 +61,20 @@ class DetectorConfig:
     merge_gap: int = 6  # kept windows at most this many frames apart are merged into one segment
     min_gait_fraction: float = 0.3  # usable when at least this share of frames is in gait segments ...
     min_gait_frames: int = 15  # ... and at least this many frames
+
+    def __post_init__(self) -> None:
+        if len(self.dilations) != len(self.channels):
+            raise GaderError(f"detector config: {len(self.channels)} layers but {len(self.dilations)} dilations")
+        if self.context < self.receptive_half_width:
+            raise GaderError(
+                f"detector config: context {self.context} is narrower than the receptive field "
+                f"(+-{self.receptive_half_width} frames): training crops would see less than inference"
+            )
+
+    @property
+    def receptive_half_width(self) -> int:
+        """Frames each feature column sees on either side (3-wide kernels, dilated in time)."""
+        return sum(self.dilations)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,26 +90,33 @@ class DetectorConfig:
 
 
 def dhs_of(silhouettes: np.ndarray, config: DetectorConfig) -> np.ndarray:
-    """Aligned silhouettes uint8 [T, 64, 64|44] -> DHS float32 [width, T] in [0, 1]."""
+    """Aligned silhouettes uint8 [T, 64, 64|44] -> the detector's input float32 [C, width, T] in [0, 1]:
+    channel 0 is the DHS (knee row), channels 1.. the configured extra rows."""
     if silhouettes.shape[2] == 64:
         silhouettes = silhouettes[:, :, 10:-10]
-    dhs = double_helical_signature(silhouettes, config.knee_fraction, config.band)  # [w, T]
-    if dhs.shape[0] != config.width:
-        import cv2
+    channels = []
+    for fraction in (config.knee_fraction, *config.extra_rows):
+        signature = double_helical_signature(silhouettes, fraction, config.band)  # [w, T]
+        if signature.shape[0] != config.width:
+            import cv2
 
-        dhs = cv2.resize(dhs, (dhs.shape[1], config.width), interpolation=cv2.INTER_AREA)
-    return dhs.astype(np.float32)
+            signature = cv2.resize(signature, (signature.shape[1], config.width), interpolation=cv2.INTER_AREA)
+        channels.append(signature.astype(np.float32))
+    return np.stack(channels)  # [C, W, T]
 
 
 class DHSClassifier(nn.Module):
-    """DHS [n, 1, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4]."""
+    """DHS [n, C, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4]."""
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
-        inputs = (1, *config.channels[:-1])
+        inputs = (1 + len(config.extra_rows), *config.channels[:-1])
         pairs = zip(inputs, config.channels, strict=True)
-        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1, bias=False) for i, o in pairs)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(i, o, 3, padding=(1, d), dilation=(1, d), bias=False)
+            for (i, o), d in zip(pairs, config.dilations, strict=True)
+        )
         self.norms = nn.ModuleList(nn.BatchNorm2d(o) for o in config.channels)
         self.pool_after = {0, 2}  # halve the body-width axis after the 1st and 3rd layers (44 -> 22 -> 11)
         width = config.width
@@ -101,7 +130,7 @@ class DHSClassifier(nn.Module):
         )
 
     def features(self, dhs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """DHS [n, 1, W, t] (valid [n, t]: real columns) -> feature columns [n, C, W', t]."""
+        """DHS [n, C_in, W, t] (valid [n, t]: real columns) -> feature columns [n, C, W', t]."""
         x = dhs
         for index, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = F.relu(norm(conv(x)))
@@ -118,7 +147,7 @@ class DHSClassifier(nn.Module):
         return self.mlp(pooled.flatten(1))
 
     def forward(self, dhs: torch.Tensor, valid: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor:
-        """Training: crops [n, 1, W, t] with context, valid [n, t], window columns [n, t] -> logits [n, 4]."""
+        """Training: crops [n, C_in, W, t] with context, valid [n, t], window columns [n, t] -> logits [n, 4]."""
         return self.classify(self.features(dhs, valid), windows)
 
 
@@ -261,8 +290,8 @@ class GaitDetector:
 
     @torch.no_grad()
     def window_probabilities(self, dhs: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
-        """DHS [W, T] and windows -> class probabilities [m, 4]; one feature pass for all windows."""
-        features = self.classifier.features(torch.from_numpy(dhs)[None, None].to(self.device))  # [1, C, W', T]
+        """DHS [C_in, W, T] and windows -> class probabilities [m, 4]; one feature pass for all windows."""
+        features = self.classifier.features(torch.from_numpy(dhs)[None].to(self.device))  # [1, C, W', T]
         pooled = pool_windows(features, positions)  # [m, C, W']
         logits = self.classifier.mlp(pooled.flatten(1))
         return torch.softmax(logits, dim=1).cpu().numpy()
@@ -274,10 +303,11 @@ class GaitDetector:
         return self.detect_dhs(dhs_of(silhouettes, self.config))
 
     def detect_dhs(self, dhs: np.ndarray) -> DetectionReport:
-        """DHS [W, T] -> the detection report."""
-        positions = window_positions(int(dhs.shape[1]), self.config)
-        return report_from_windows(int(dhs.shape[1]), positions, self.window_probabilities(dhs, positions), self.config)
+        """DHS [C_in, W, T] -> the detection report."""
+        frames = int(dhs.shape[-1])
+        positions = window_positions(frames, self.config)
+        return report_from_windows(frames, positions, self.window_probabilities(dhs, positions), self.config)
 
     def classify_whole_dhs(self, dhs: np.ndarray) -> int:
         """The paper's ablation: the whole DHS as one window, one class for the sequence."""
-        return int(self.window_probabilities(dhs, [(0, dhs.shape[1])])[0].argmax())
+        return int(self.window_probabilities(dhs, [(0, dhs.shape[-1])])[0].argmax())

@@ -55,7 +55,7 @@ class _Embed(nn.Module):
 
 
 class _DetectWindows(nn.Module):
-    """DHS [n, 1, W, T], valid [n, T], window columns [m, T], owner [m] -> window logits [m, 4]."""
+    """DHS [n, C_in, W, T], valid [n, T], window columns [m, T], owner [m] -> window logits [m, 4]."""
 
     def __init__(self, classifier: DHSClassifier) -> None:
         super().__init__()
@@ -156,8 +156,8 @@ def export_detector(
     if directory.exists():
         shutil.rmtree(directory)
     version.mkdir(parents=True)
-    width = gait_detector.config.width
-    dhs = torch.rand(2, 1, width, 40)
+    width, channels = gait_detector.config.width, 1 + len(gait_detector.config.extra_rows)
+    dhs = torch.rand(2, channels, width, 40)
     valid = torch.ones(2, 40, dtype=torch.bool)
     valid[1, 30:] = False
     windows = torch.zeros(3, 40, dtype=torch.bool)
@@ -169,7 +169,12 @@ def export_detector(
     _write_config(
         directory,
         "detector_config.pbtxt",
-        {"MAX_BATCH": str(max_batch), "QUEUE_DELAY": str(queue_delay_us), "WIDTH": str(width)},
+        {
+            "MAX_BATCH": str(max_batch),
+            "QUEUE_DELAY": str(queue_delay_us),
+            "WIDTH": str(width),
+            "CHANNELS": str(channels),
+        },
     )
     return directory
 

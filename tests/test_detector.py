@@ -56,25 +56,31 @@ def test_nms_and_merge_by_hand():
     assert (merged[0].start, merged[0].end, round(merged[0].score, 2)) == (0, 23, 0.9)
 
 
-def test_shared_features_classify_each_window_like_a_crop_with_context():
+@pytest.mark.parametrize(("extra_rows", "dilations"), [((), (1, 1, 1, 1, 1)), ((0.08, 0.45), (1, 1, 2, 2, 2))])
+def test_shared_features_classify_each_window_like_a_crop_with_context(extra_rows, dilations):
     """One feature pass over the whole DHS equals classifying each window's crop (with its context) alone."""
     torch.manual_seed(0)
-    config = DetectorConfig()
+    config = DetectorConfig(extra_rows=extra_rows, dilations=dilations)
     classifier = DHSClassifier(config).eval()
-    dhs = np.random.default_rng(0).random((44, 60), dtype=np.float32)
+    dhs = np.random.default_rng(0).random((1 + len(extra_rows), 44, 60), dtype=np.float32)  # [C, W, T]
     positions = [(0, 16), (20, 44), (44, 60)]
     detector = GaitDetector(classifier, config)
     shared = detector.window_probabilities(dhs, positions)
-    context = 2 * len(config.channels)  # generous: more than the receptive field, so the crops see everything
+    context = config.receptive_half_width  # exactly the receptive field: the crops see everything that matters
     alone = []
     for start, end in positions:
         left, right = max(0, start - context), min(60, end + context)
-        crop = torch.from_numpy(dhs[:, left:right])[None, None]
+        crop = torch.from_numpy(dhs[..., left:right])[None]  # [1, C, W, t]
         window = torch.zeros(1, right - left, dtype=torch.bool)
         window[0, start - left : end - left] = True
         with torch.no_grad():
             alone.append(torch.softmax(classifier(crop, None, window), dim=1).numpy())
     assert np.abs(shared - np.concatenate(alone)).max() < 1e-5
+
+
+def test_a_training_context_narrower_than_the_receptive_field_is_refused():
+    with pytest.raises(GaderError, match="receptive field"):
+        DetectorConfig(dilations=(1, 1, 2, 3, 3), context=8)  # sees +-10 frames
 
 
 @pytest.mark.shared_data
@@ -94,11 +100,12 @@ def test_real_derived_partial_and_standing_examples(casia_train):
     assert still < 0.5 * moving
 
 
-def _train(tmp_path, synth_wild, casia_train=None):
+def _train(tmp_path, synth_wild, casia_train=None, extra: str = ""):
     real = f'real = ["{casia_train}"]\nreal_max_sequences = 40' if casia_train else ""
     config = tmp_path / "detector.toml"
     config.write_text(
         f'id = "tiny-detector"\nsynthetic = ["{synth_wild}"]\n{real}\nval_subjects = 1\niterations = 60\nbatch = 32\n'
+        + extra
     )
     result = subprocess.run(
         [sys.executable, "-m", "gader", "train", "detector", "--config", str(config), "--out", str(tmp_path / "run")],
@@ -111,9 +118,12 @@ def _train(tmp_path, synth_wild, casia_train=None):
 
 
 def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_train):
-    detector_dir = _train(tmp_path, synth_wild, casia_train)
+    # the shipped recipe's options: windows mostly from the synthetic scenes, two rows beside the knee row
+    extra = "synthetic_share = 0.7\n[detector]\nextra_rows = [0.08, 0.45]\n"
+    detector_dir = _train(tmp_path, synth_wild, casia_train, extra)
     card = json.loads((detector_dir / "detector.json").read_text())
     assert card["config"]["window_lengths"] and set(card["metrics"]) >= {"all", "synthetic", "real"}
+    assert card["config"]["extra_rows"] == [0.08, 0.45] and card["training"]["config"]["synthetic_share"] == 0.7
     for group in card["metrics"].values():
         assert {"window_accuracy", "frame_accuracy", "sequence_accuracy", "sequence_accuracy_whole_dhs"} <= set(group)
         assert np.array(group["confusion"]["rows_truth"]).shape == (4, 4)

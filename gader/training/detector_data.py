@@ -30,7 +30,7 @@ SOURCE_REAL_STANDING = "real-standing"
 
 @dataclass
 class LabelledDHS:
-    dhs: np.ndarray  # float32 [W, T]
+    dhs: np.ndarray  # float32 [C_in, W, T]
     classes: np.ndarray  # int64 [T] detector class per frame
     source: str
     subject: str
@@ -161,7 +161,7 @@ def sample_windows(
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
-    Each window comes as (crop [W, t], first, last + 1): the crop adds up to ``context`` frames on each side
+    Each window comes as (crop [C_in, W, t], first, last + 1): the crop adds up to ``context`` frames on each side
     (what the shared convolutions see at inference), the window is the columns [first, last) of the crop.
     ``balanced`` draws the four classes equally often (rejection sampling on the majority label), since
     walking frames far outnumber the rest.
@@ -172,26 +172,26 @@ def sample_windows(
     while len(windows) < count:
         attempts += 1
         item = items[int(rng.integers(len(items)))]
-        frames = item.dhs.shape[1]
+        frames = item.dhs.shape[-1]
         length = min(int(rng.integers(lengths[0], lengths[1] + 1)), frames)
         start = int(rng.integers(0, frames - length + 1))
         label = majority(item.classes[start : start + length])
         if wanted is not None and label != wanted[len(windows)] and attempts < 200 * count:
             continue
         left, right = max(0, start - context), min(frames, start + length + context)
-        windows.append((item.dhs[:, left:right], start - left, start - left + length))
+        windows.append((item.dhs[..., left:right], start - left, start - left + length))
         labels.append(label)
     return windows, np.array(labels)
 
 
 def pad_windows(windows: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crops -> batch [n, 1, W, t_max], valid columns [n, t_max], window columns [n, t_max]."""
-    longest = max(crop.shape[1] for crop, _first, _last in windows)
-    batch = np.zeros((len(windows), 1, windows[0][0].shape[0], longest), np.float32)
+    """Crops -> batch [n, C_in, W, t_max], valid columns [n, t_max], window columns [n, t_max]."""
+    longest = max(crop.shape[-1] for crop, _first, _last in windows)
+    batch = np.zeros((len(windows), *windows[0][0].shape[:2], longest), np.float32)
     valid = np.zeros((len(windows), longest), bool)
     pooled = np.zeros((len(windows), longest), bool)
     for i, (crop, first, last) in enumerate(windows):
-        batch[i, 0, :, : crop.shape[1]] = crop
-        valid[i, : crop.shape[1]] = True
+        batch[i, :, :, : crop.shape[-1]] = crop
+        valid[i, : crop.shape[-1]] = True
         pooled[i, first:last] = True
     return batch, valid, pooled

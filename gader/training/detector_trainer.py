@@ -40,6 +40,9 @@ class DetectorTrainConfig:
     val_seed: int = 0
     real_max_sequences: int = 1500  # real sequences used (CASIA-B has 8,107; walking is easy to learn)
     derived_share: float = 0.3  # share of real sequences that also yield partial / standing variants
+    # Share of training windows drawn from synthetic sequences (None: in proportion to the sequences). Real
+    # walking is learnt quickly; the labelled synthetic scenes hold the hard cases.
+    synthetic_share: float | None = None
     window_range: tuple[int, int] = (8, 48)  # random training-window lengths
     iterations: int = 3000
     batch: int = 64
@@ -74,26 +77,35 @@ def load_detector_config(path: str | Path, overrides: list[str] | None = None) -
         values["window_range"] = tuple(values["window_range"])
     if "id" not in values:
         raise GaderError(f"{path}: missing 'id'")
+    share = values.get("synthetic_share")
+    if share is not None and not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
+        raise GaderError(f"{path}: synthetic_share must be a number in [0, 1], got {share!r}")
     return DetectorTrainConfig(detector=detector, **values)
+
+
+def _split_one(
+    path: str, config: DetectorTrainConfig, limit: int | None = None
+) -> tuple[SequenceDataset, SequenceDataset]:
+    """(train, held out) of one dataset: at most ``limit`` sequences drawn at random, then split by subject."""
+    dataset = open_dataset(path)
+    if limit is not None and len(dataset) > limit:
+        infos = dataset.infos
+        chosen = np.random.default_rng(config.seed).choice(len(infos), size=limit, replace=False)
+        keys = {infos[i].key for i in chosen}
+        dataset = dataset.subset(where=lambda info, keys=keys: info.key in keys)
+    return split_dataset(dataset, val_count=min(config.val_subjects, len(dataset.subjects) // 2), seed=config.val_seed)
 
 
 def _split(
     paths: list[str], config: DetectorTrainConfig, limit: int | None = None
 ) -> tuple[list[SequenceDataset], list[SequenceDataset]]:
-    train, val = [], []
-    for path in paths:
-        dataset = open_dataset(path)
-        if limit is not None and len(dataset) > limit:
-            infos = dataset.infos
-            chosen = np.random.default_rng(config.seed).choice(len(infos), size=limit, replace=False)
-            keys = {infos[i].key for i in chosen}
-            dataset = dataset.subset(where=lambda info, keys=keys: info.key in keys)
-        a, b = split_dataset(
-            dataset, val_count=min(config.val_subjects, len(dataset.subjects) // 2), seed=config.val_seed
-        )
-        train.append(a)
-        val.append(b)
-    return train, val
+    pairs = [_split_one(path, config, limit) for path in paths]
+    return [train for train, _ in pairs], [val for _, val in pairs]
+
+
+def held_out_subjects(real_path: str, config: DetectorTrainConfig) -> list[str]:
+    """The subjects of a real dataset that a training run with ``config`` held out."""
+    return _split_one(real_path, config, config.real_max_sequences)[1].subjects
 
 
 def window_accuracy(
@@ -104,7 +116,7 @@ def window_accuracy(
     lengths = detector.config.window_lengths
     truths, predictions = [], []
     for item in items:
-        frames = item.dhs.shape[1]
+        frames = item.dhs.shape[-1]
         positions = []
         for _ in range(per_sequence):
             length = min(int(rng.integers(min(lengths), max(lengths) + 1)), frames)
@@ -149,10 +161,22 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
     log_path.unlink(missing_ok=True)
     began = time.perf_counter()
     model.train()
+    synthetic_items = [i for i in train_items if i.source == SOURCE_SYNTHETIC]
+    other_items = [i for i in train_items if i.source != SOURCE_SYNTHETIC]
+    mixed = config.synthetic_share is not None and synthetic_items and other_items
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
-        windows, labels = sample_windows(
-            train_items, config.batch, config.window_range, rng, context=config.detector.context
-        )
+        if mixed:
+            count = int(rng.binomial(config.batch, config.synthetic_share))
+            windows, labels = [], []
+            for items, n in ((synthetic_items, count), (other_items, config.batch - count)):
+                some, their = sample_windows(items, n, config.window_range, rng, context=config.detector.context)
+                windows += some
+                labels.append(their)
+            labels = np.concatenate(labels).astype(np.int64)
+        else:
+            windows, labels = sample_windows(
+                train_items, config.batch, config.window_range, rng, context=config.detector.context
+            )
         batch, valid, pooled = pad_windows(windows)
         logits = model(torch.from_numpy(batch), torch.from_numpy(valid), torch.from_numpy(pooled))
         loss = F.cross_entropy(logits, torch.from_numpy(labels))

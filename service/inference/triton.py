@@ -76,14 +76,14 @@ class TritonBackend:
         raise AssertionError("unreachable")
 
     async def detect(self, record: SequenceRecord) -> DetectionReport:
-        dhs = dhs_of(record.silhouettes, self.detector_config)  # [W, T]
-        positions = window_positions(int(dhs.shape[1]), self.detector_config)
+        dhs = dhs_of(record.silhouettes, self.detector_config)  # [C, W, T]
+        positions = window_positions(int(dhs.shape[-1]), self.detector_config)
         signature = InferInput("DHS", [1, *dhs.shape], "FP32")
         signature.set_data_from_numpy(dhs[None].astype(np.float32))
         windows = InferInput("WINDOWS", [1, len(positions), 2], "INT32")
         windows.set_data_from_numpy(np.asarray(positions, np.int32)[None])
         probabilities = (await self._infer("gait_detector", [signature, windows], "PROBABILITIES"))[0]
-        return report_from_windows(int(dhs.shape[1]), positions, probabilities, self.detector_config)
+        return report_from_windows(int(dhs.shape[-1]), positions, probabilities, self.detector_config)
 
     async def embed_frames(self, record: SequenceRecord) -> np.ndarray:
         item = prepare(record, *self.input_size, max_frames=self.config.max_frames)
