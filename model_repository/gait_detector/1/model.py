@@ -1,4 +1,4 @@
-"""Triton python backend: the gait detector's network. Each request carries a DHS [W, T] and its windows
+"""Triton python backend: the gait detector's network. Each request carries a DHS [C, W, T] and its windows
 [M, 2] (start, end); a dynamic batch is padded into one tensor, the shared features are computed once per
 sequence, and every window's class probabilities come back [M, 4]."""
 
@@ -26,15 +26,15 @@ class TritonPythonModel:
         self.network = torch.jit.load(os.path.join(directory, "model.pt"), map_location=self.device).eval()
 
     def execute(self, requests):
-        dhs = [pb_utils.get_input_tensor_by_name(r, "DHS").as_numpy()[0] for r in requests]  # [W, T]
+        dhs = [pb_utils.get_input_tensor_by_name(r, "DHS").as_numpy()[0] for r in requests]  # [C, W, T]
         windows = [pb_utils.get_input_tensor_by_name(r, "WINDOWS").as_numpy()[0] for r in requests]  # [M, 2]
-        longest = max(d.shape[1] for d in dhs)
-        batch = np.zeros((len(dhs), 1, dhs[0].shape[0], longest), np.float32)
+        longest = max(d.shape[-1] for d in dhs)
+        batch = np.zeros((len(dhs), *dhs[0].shape[:2], longest), np.float32)
         valid = np.zeros((len(dhs), longest), bool)
         columns, owner, counts = [], [], []
         for row, (signature, spans) in enumerate(zip(dhs, windows, strict=True)):
-            batch[row, 0, :, : signature.shape[1]] = signature
-            valid[row, : signature.shape[1]] = True
+            batch[row, :, :, : signature.shape[-1]] = signature
+            valid[row, : signature.shape[-1]] = True
             for start, end in spans:
                 column = np.zeros(longest, bool)
                 column[start:end] = True
