@@ -75,6 +75,7 @@ def enroll(server, gallery: dict[str, bytes]) -> None:
 def run_clients(server, probes: list[tuple[str, bytes]], clients: int, requests: int) -> dict:
     """``requests`` identify calls spread over ``clients`` threads, each with its own connection."""
     latencies: list[float] = []
+    server_ms: list[float] = []  # the server's own time per request (its Server-Timing header)
     timings: list[dict[str, float]] = []
     correct = 0
     lock = threading.Lock()
@@ -98,6 +99,7 @@ def run_clients(server, probes: list[tuple[str, bytes]], clients: int, requests:
                 body = response.json()
                 with lock:
                     latencies.append(elapsed)
+                    server_ms.append(float(response.headers["server-timing"].partition("dur=")[2]))
                     timings.append(body["timings_ms"])
                     correct += body["candidates"][0]["subject_id"] == subject
 
@@ -117,6 +119,7 @@ def run_clients(server, probes: list[tuple[str, bytes]], clients: int, requests:
         "p99": float(np.percentile(ms, 99)),
         "rank1": correct / len(ms),
         "latencies": latencies,
+        "server_ms": server_ms,
         "timings": timings,
     }
 
@@ -128,13 +131,19 @@ def triton_counts(http_port: int, model: str) -> tuple[int, int]:
 
 
 def split(result: dict) -> dict[str, float]:
-    """Median time per stage, and the request's remaining overhead (HTTP, upload parsing, JSON)."""
+    """Median time per stage, and the rest: the server's own overhead (its time from request to response
+    minus the stages: upload parsing, auth, thread hand-offs, audit, JSON) and the client's (multipart
+    encoding, loopback, response parsing: the client's latency minus the server's time)."""
     stages = {name: statistics.median(t.get(name, 0.0) for t in result["timings"]) for name in STAGES}
-    overheads = [
-        latency - sum(t.get(name, 0.0) for name in STAGES)
-        for latency, t in zip(result["latencies"], result["timings"], strict=True)
-    ]
-    stages["overhead"] = statistics.median(overheads)
+    stages["server overhead"] = statistics.median(
+        server - sum(t.get(name, 0.0) for name in STAGES)
+        for server, t in zip(result["server_ms"], result["timings"], strict=True)
+    )
+    stages["client + network"] = statistics.median(
+        latency - server for latency, server in zip(result["latencies"], result["server_ms"], strict=True)
+    )
+    stages["server"] = statistics.median(result["server_ms"])
+    stages["client"] = statistics.median(result["latencies"])
     return stages
 
 
@@ -177,7 +186,8 @@ def main() -> None:
                         after = triton_counts(http_port, triton_name(model_id))
                         batching[clients] = (after[0] - before[0], after[1] - before[1])
                     results[backend].append(result)
-                    print(backend, clients, {k: v for k, v in result.items() if k not in ("latencies", "timings")})
+                    summary = {k: v for k, v in result.items() if k not in ("latencies", "timings", "server_ms")}
+                    print(backend, clients, summary)
             finally:
                 server.stop()
                 if triton:
@@ -209,21 +219,27 @@ def write_report(args, results: dict[str, list[dict]], batching: dict[int, tuple
         ]
     lines += [
         "",
-        "Where one request's time goes (single client, medians, ms). Overhead is the client's latency minus "
-        "the server's stages: HTTP, multipart parsing, validation, JSON.",
+        "Where one request's time goes (single client, medians, ms). The server reports its own time per "
+        "request (`Server-Timing: app;dur=`): *server overhead* is that minus the stages (upload parsing, auth, "
+        "thread hand-offs, audit, JSON); *client + network* is the client's latency minus it (multipart encoding "
+        "of the upload, loopback, response parsing; here client and server share the same 2 cores). "
+        "Non-model share: everything but detector, embedding and search, of the server's time and of the "
+        "client's.",
         "",
-        "| backend | " + " | ".join(STAGES) + " | overhead | total | model + search share |",
-        "|---|" + "---:|" * (len(STAGES) + 3),
+        "| backend | " + " | ".join(STAGES) + " | server overhead | client + network | server | client "
+        "| non-model, server | non-model, client |",
+        "|---|" + "---:|" * (len(STAGES) + 6),
     ]
     for backend, rows in results.items():
         single = next((r for r in rows if r["clients"] == 1), rows[0])
         stages = split(single)
-        total = statistics.median(single["latencies"])
         core = stages["detector"] + stages["embedding"] + stages["search"]
         lines.append(
             f"| {backend} | "
             + " | ".join(f"{stages[name]:.1f}" for name in STAGES)
-            + f" | {stages['overhead']:.1f} | {total:.1f} | {100 * core / total:.1f}% |"
+            + f" | {stages['server overhead']:.1f} | {stages['client + network']:.1f} | {stages['server']:.1f} | "
+            f"{stages['client']:.1f} | {100 * (1 - core / stages['server']):.1f}% | "
+            f"{100 * (1 - core / stages['client']):.1f}% |"
         )
     update_section("service", "Identify: latency split, local vs Triton, concurrency", "\n".join(lines))
 

@@ -17,11 +17,14 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 ERRORS = {status: {"model": schemas.ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
-def core(request: Request) -> MatchingCore:
+# Both dependencies are ``async`` so they run on the event loop: FastAPI runs a plain ``def`` dependency in
+# its thread pool, and those two thread hand-offs per request cost more than the work (a dict read; a hashed
+# key lookup by primary key, as the async routes do with the store elsewhere).
+async def core(request: Request) -> MatchingCore:
     return request.app.state.core
 
 
-def principal(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
+async def principal(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
     return request.app.state.core.authenticate(key)
 
 
