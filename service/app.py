@@ -32,6 +32,9 @@ service's `GADER_DEFAULT_OPERATING_POINT` (`fmr=1e-3`). `GET /v1/models` lists t
 **Uploads**: `.npz` with `silhouettes` uint8 `[T, H, W]` (aligned 64x44 / 64x64, or full-frame masks, which
 the service pretreats and records ratios for), optional `ratios` float32 `[T]`, optional `rgb` uint8
 `[T, H, W, 3]`; or a `.zip` of PNG masks in frame order. Nothing uploaded is ever unpickled.
+
+**Timing**: every answer carries `Server-Timing: app;dur=<ms>`, the service's own time for the request;
+identify and verify answers also break it down by stage in `timings_ms`.
 """
 
 
