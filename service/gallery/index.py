@@ -23,8 +23,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 _gpu_resources = None
-REMOVED_MEMORY = 100_000  # removed template ids a gallery remembers (stale adds arrive within seconds)
 _gpu_lock = threading.Lock()
+# Removed template ids a gallery remembers: a stale add is a change stream entry the replica has not read
+# yet, so only the most recent removals matter.
+REMOVED_MEMORY = 100_000
 
 
 def gpu_resources():
@@ -198,36 +200,40 @@ class GalleryIndex:
 
     def remove(self, template_ids: Iterable[str]) -> int:
         """Remove templates (unknown ids are remembered too: their add may still be on its way)."""
-        template_ids = list(template_ids)
         with self.lock.write():
-            for template_id in template_ids:
-                self._removed[template_id] = None
-                self._removed.move_to_end(template_id)
-            while len(self._removed) > REMOVED_MEMORY:
-                self._removed.popitem(last=False)
-            # under the lock: the stream follower and a request may remove the same template at once
-            ids = [self._id_of[t] for t in template_ids if t in self._id_of]
-            if not ids:
-                return 0
-            ids_array = np.array(ids, dtype=np.int64)
-            if self._kind == "ivf":  # the IVF's hash-table direct map removes by an explicit id array only
-                self._index.remove_ids(faiss.IDSelectorArray(len(ids_array), faiss.swig_ptr(ids_array)))
-            else:
-                self._index.remove_ids(ids_array)
-            for faiss_id in ids:
-                template_id = self._template_of.pop(faiss_id)
-                del self._id_of[template_id]
-                subject = self._subject_of.pop(faiss_id)
-                members = self._templates_by_subject.get(subject)
-                if members is not None:
-                    members.discard(template_id)
-                    if not members:
-                        del self._templates_by_subject[subject]
-            self._changed()
-        return len(ids)
+            return self._remove_locked(list(template_ids))
 
     def remove_subject(self, subject_id: str) -> int:
-        return self.remove(list(self._templates_by_subject.get(subject_id, set()).copy()))
+        with self.lock.write():  # the subject's templates are read under the lock: a writer may be changing them
+            return self._remove_locked(list(self._templates_by_subject.get(subject_id, ())))
+
+    def _remove_locked(self, template_ids: list[str]) -> int:
+        """``remove`` with the write lock held (ids are looked up here: the stream follower and a request
+        may remove the same template at once)."""
+        for template_id in template_ids:
+            self._removed[template_id] = None
+            self._removed.move_to_end(template_id)
+        while len(self._removed) > REMOVED_MEMORY:
+            self._removed.popitem(last=False)
+        ids = [self._id_of[t] for t in template_ids if t in self._id_of]
+        if not ids:
+            return 0
+        ids_array = np.array(ids, dtype=np.int64)
+        if self._kind == "ivf":  # the IVF's hash-table direct map removes by an explicit id array only
+            self._index.remove_ids(faiss.IDSelectorArray(len(ids_array), faiss.swig_ptr(ids_array)))
+        else:
+            self._index.remove_ids(ids_array)
+        for faiss_id in ids:
+            template_id = self._template_of.pop(faiss_id)
+            del self._id_of[template_id]
+            subject = self._subject_of.pop(faiss_id)
+            members = self._templates_by_subject.get(subject)
+            if members is not None:
+                members.discard(template_id)
+                if not members:
+                    del self._templates_by_subject[subject]
+        self._changed()
+        return len(ids)
 
     def subject_templates(self, subject_id: str) -> list[str]:
         return sorted(self._templates_by_subject.get(subject_id, ()))
