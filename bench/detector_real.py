@@ -32,8 +32,7 @@ def main() -> None:
     if not Path(args.data).is_dir():
         raise SystemExit(f"{args.data}: CASIA-B is not there (see ../shared/data/README.md)")
     detector = load_detector(args.detector)[0]
-    config = load_detector_config(args.config, [f'real = ["{args.data}"]', "synthetic = []"])
-    subjects = held_out_subjects(args.data, config)
+    subjects = held_out_subjects(args.data, load_detector_config(args.config))
     dataset = open_dataset(args.data).subset(subjects=subjects)
     usable, misses = 0, []
     for record in progress(dataset, total=len(dataset), desc="detecting", unit="seq"):

@@ -20,11 +20,7 @@ def test_committed_gar_export_matches_the_shipped_model_and_template():
     shipped = json.loads((ZOO / "casia-b-default" / "model.json").read_text())
     for key in ("id", "gar", "embedding_shape", "input_size", "operating_points", "training"):
         assert exported[key] == shipped[key], key
-    traced = torch.jit.load(version / "model.pt").state_dict()  # keys: "embedder." + the model's keys
-    weights = load_file(ZOO / "casia-b-default" / "model.safetensors")
-    assert {key.removeprefix("embedder.") for key in traced} == set(weights)
-    for key, value in traced.items():
-        assert torch.equal(value, weights[key.removeprefix("embedder.")]), key
+    _assert_same_weights(version / "model.pt", ZOO / "casia-b-default" / "model.safetensors", "embedder.")
 
 
 def test_committed_detector_export_matches_the_shipped_detector_and_template():
@@ -33,3 +29,15 @@ def test_committed_detector_export_matches_the_shipped_detector_and_template():
     exported = json.loads((version / "card.json").read_text())
     shipped = json.loads((ZOO / "gader-detector" / "detector.json").read_text())
     assert exported == shipped
+    channels, width = 1 + len(shipped["config"]["extra_rows"]), shipped["config"]["width"]
+    assert f"dims: [ {channels}, {width}, -1 ]" in (version.parent / "config.pbtxt").read_text()  # the DHS input
+    _assert_same_weights(version / "model.pt", ZOO / "gader-detector" / "detector.safetensors", "classifier.")
+
+
+def _assert_same_weights(traced_file: Path, shipped_file: Path, prefix: str) -> None:
+    """The traced module's tensors (its keys: ``prefix`` + the shipped model's keys) equal the shipped ones."""
+    traced = torch.jit.load(traced_file).state_dict()
+    weights = load_file(shipped_file)
+    assert {key.removeprefix(prefix) for key in traced} == set(weights)
+    for key, value in traced.items():
+        assert torch.equal(value, weights[key.removeprefix(prefix)]), key
