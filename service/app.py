@@ -48,8 +48,8 @@ class RequestMetrics:
     """Request counts and latencies per route, and a ``Server-Timing: app;dur=<ms>`` header with the
     server's own time, so a client can tell its own and the network's time from the service's.
 
-    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs every request
-    through an extra task and body stream, which costs more than the rest of the middleware together.
+    A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``), which runs
+    every request through an extra task and a wrapped body stream.
     """
 
     def __init__(self, app: ASGIApp) -> None:

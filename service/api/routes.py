@@ -18,8 +18,9 @@ ERRORS = {status: {"model": schemas.ErrorOut} for status in (400, 401, 403, 404,
 
 
 # Both dependencies are ``async`` so they run on the event loop: FastAPI runs a plain ``def`` dependency in
-# its thread pool, and those two thread hand-offs per request cost more than the work (a dict read; a hashed
-# key lookup by primary key, as the async routes do with the store elsewhere).
+# its thread pool, and those two thread hand-offs cost more than the work (a dict read; a hashed key lookup by
+# primary key, as the async routes do with the store elsewhere): 2.3 -> 2.0 ms of server overhead per identify
+# in bench/bench_service.py.
 async def core(request: Request) -> MatchingCore:
     return request.app.state.core
 
