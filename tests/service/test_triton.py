@@ -39,9 +39,10 @@ def triton(tmp_path_factory, models):
     export_gar(models[0], repository)
     export_detector(models[1], repository)
     grpc_port, http_port = free_port(), free_port()
-    process = _start(repository, root / "work", grpc_port, http_port)
-    yield Triton(process, repository, grpc_port, http_port)
-    process.stop()
+    server = Triton(_start(repository, root / "work", grpc_port, http_port), repository, grpc_port, http_port)
+    yield server
+    # The outage test restarts the server and swaps in the new process: stop whichever one runs now.
+    server.process.stop()
 
 
 def _settings(models, triton: Triton | None) -> Settings:
