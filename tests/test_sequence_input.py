@@ -68,6 +68,11 @@ def test_a_gader_file_keeps_its_labels():
             _npz(silhouettes=np.zeros((3, 64, 44), np.uint8), ratios=np.ones(2)),
             "ratios must be numbers with shape \\[3\\]",
         ),
+        (
+            _npz(silhouettes=np.zeros((3, 64, 44), np.uint8), ratios=np.array([1.0, np.nan, 1.0])),
+            "ratios must be finite and positive",
+        ),
+        (_npz(silhouettes=np.zeros((3, 64, 44), np.uint8), ratios=np.array([1.0, 0.0, 1.0])), "finite and positive"),
         (_npz(silhouettes=np.zeros((3, 64, 44), np.uint8), rgb=np.zeros((3, 64, 44), np.uint8)), "rgb must be uint8"),
         (_npz(silhouettes=np.zeros((3, 240, 320), np.uint8), ratios=np.ones(3)), "only with aligned"),
         (_npz(silhouettes=np.zeros((3, 240, 320), np.uint8)), "no frame holds a person"),
