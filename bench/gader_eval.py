@@ -2,8 +2,12 @@
 into the walk: the plain backbone on the whole sequence, GAR on the whole sequence, and GADER (detector ->
 GAR on the detected gait frames). Writes the "gader-pipeline" section of docs/models.md.
 
-    python -m bench.gader_eval --data data/synth-wild [--plain synth-wild-plain] [--gar synth-wild-gar]
-        [--detector gader-detector] [--min-contamination 0.3]
+    python -m bench.gader_eval --data data/synth-wild [data/synth-wild2 ...] [--plain synth-wild-plain]
+        [--gar synth-wild-gar] [--detector gader-detector] [--min-contamination 0.3]
+
+Each dataset contributes the people its training splits held out (the same ``--val-subjects`` people the
+detector and the recognisers held out of that dataset); people of further SynthGait sets (made with
+``--first-subject``) are new people to the recognisers, so they add probes, and the gallery grows with them.
 """
 
 from __future__ import annotations
@@ -45,28 +49,35 @@ def evaluate(embeddings: list[np.ndarray], subjects: list[str], is_probe: np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, nargs="+", help="SynthGait wild dataset(s)")
     parser.add_argument("--plain", default="synth-wild-plain")
     parser.add_argument("--gar", default="synth-wild-gar")
     parser.add_argument("--detector", default="gader-detector")
     parser.add_argument("--val-subjects", type=int, default=50)
     parser.add_argument("--min-contamination", type=float, default=0.3)
     args = parser.parse_args()
-    dataset = open_dataset(args.data)
-    _train, held_out = split_subjects(dataset.subjects, val_count=args.val_subjects, seed=0)
-    dataset = dataset.subset(subjects=held_out)
+    datasets, held_out = [], []
+    for path in args.data:
+        dataset = open_dataset(path)
+        _train, people = split_subjects(dataset.subjects, val_count=args.val_subjects, seed=0)
+        if set(people) & set(held_out):
+            raise SystemExit(f"{path}: subject ids overlap an earlier dataset's (make it with --first-subject)")
+        held_out += people
+        datasets.append(dataset.subset(subjects=people))
     detector = load_detector(args.detector)[0]
     plain = GaderPipeline(load_model(args.plain), None, PipelineConfig(use_detector=False))
     gar = GaderPipeline(load_model(args.gar), None, PipelineConfig(use_detector=False))
     gader = GaderPipeline(load_model(args.gar), detector, PipelineConfig(fallback_whole_sequence=True))
     # Gallery: each person's first sequence; probes: the others that mix standing / partial segments in.
     first: dict[str, str] = {}
-    for info in dataset.infos:
-        if info.frames > 0:
-            first.setdefault(info.subject, info.key)
+    for dataset in datasets:
+        for info in dataset.infos:
+            if info.frames > 0:
+                first.setdefault(info.subject, info.key)
+    records = (record for dataset in datasets for record in dataset)
     outputs: dict[str, list[np.ndarray]] = {"plain backbone": [], "GAR": [], "GADER": []}
     subjects, probe, fractions, gait_found = [], [], [], []
-    for record in progress(dataset, total=len(dataset), desc="embedding", unit="seq"):
+    for record in progress(records, total=sum(len(d) for d in datasets), desc="embedding", unit="seq"):
         if record.frames == 0:  # datasets made before SynthGait stopped writing empty sequences
             continue
         is_gallery = record.key == first[record.subject]
@@ -78,7 +89,7 @@ def main() -> None:
         probe.append(not is_gallery)
         if not is_gallery:
             fractions.append(contamination(record))
-            report = detector.detect(record.silhouettes)
+            report = detector.detect(record.silhouettes, record.ratios)
             gait_found.append(report.gait_fraction)
     is_probe = np.array(probe)
     results = {name: evaluate(embeddings, subjects, is_probe) for name, embeddings in outputs.items()}
@@ -89,7 +100,8 @@ def main() -> None:
         for name, r in results.items()
     ]
     body = (
-        f"{len(held_out)} held-out SynthGait `wild` people ({args.data}); gallery: each person's first sequence; "
+        f"{len(held_out)} held-out SynthGait `wild` people ({', '.join(args.data)}); "
+        "gallery: each person's first sequence; "
         f"probes: the {int(is_probe.sum())} other sequences in which at least {100 * args.min_contamination:.0f} % "
         f"of the frames are standing or partial-body (mean {100 * np.mean(fractions):.0f} %; the detector kept "
         f"{100 * np.mean(gait_found):.0f} % of the frames as gait on average). The plain backbone "
