@@ -39,7 +39,7 @@ def main() -> None:
         if record.frames == 0:
             misses.append((record.key, 0, "no frames"))
             continue
-        report = detector.detect(record.silhouettes)
+        report = detector.detect(record.silhouettes, record.ratios)
         if report.usable:
             usable += 1
             continue

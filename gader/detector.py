@@ -4,7 +4,9 @@ gait windows, suppress overlaps, merge neighbours, and decide whether a sequence
 - Classifier: five convolution layers over the DHS (an image ``W x t``: body width by time), a max over
   the window's time axis (so any window length works), and an MLP over the four classes
   {full, partial} x {gait, standing}; trained with cross-entropy on random windows. The input is the DHS
-  (the knee row), optionally with more rows at other heights as further channels (``extra_rows``).
+  (the knee row), optionally with more rows at other heights as further channels (``extra_rows``) and
+  with channels made from the per-frame resize ratios (``ratio_inputs``: how the body box's height in the
+  original frame changes, which alignment removes from the silhouettes).
 - The convolutions are shared: they run once over the whole DHS, and each window max-pools the feature
   columns inside it (as detection networks share features between proposals). A window therefore sees a
   few frames of context at its edges (the receptive field, ``receptive_half_width`` frames on each side);
@@ -46,6 +48,11 @@ class DetectorConfig:
     # height) the knee row cuts the torso, and rows at other heights tell walking from standing there.
     extra_rows: tuple[float, ...] = ()
     width: int = 44  # DHS width: the side-cut aligned silhouette width
+    # Three more input channels from the per-frame resize ratios (body box height / aligned height): a
+    # walker's box grows or shrinks as they approach or recede, a stander's does not, and a body cut by an
+    # occluder has a smaller box than the same person whole. Sequences without ratios (CASIA-B, uploads
+    # without them) get zeros there and a zero "known" flag; training blanks some windows the same way.
+    ratio_inputs: bool = False
     # network
     channels: tuple[int, int, int, int, int] = (8, 16, 24, 32, 48)
     # Temporal dilation of each layer's 3x3 kernel: dilating the last layers widens the receptive field
@@ -72,6 +79,10 @@ class DetectorConfig:
             )
 
     @property
+    def input_channels(self) -> int:
+        return 1 + len(self.extra_rows) + (RATIO_CHANNELS if self.ratio_inputs else 0)
+
+    @property
     def receptive_half_width(self) -> int:
         """Frames each feature column sees on either side (3-wide kernels, dilated in time)."""
         return sum(self.dilations)
@@ -89,9 +100,40 @@ class DetectorConfig:
         return cls(**values)
 
 
-def dhs_of(silhouettes: np.ndarray, config: DetectorConfig) -> np.ndarray:
-    """Aligned silhouettes uint8 [T, 64, 64|44] -> the detector's input float32 [C, width, T] in [0, 1]:
-    channel 0 is the DHS (knee row), channels 1.. the configured extra rows."""
+RATIO_CHANNELS = 3
+RATIO_TREND_HALF_WIDTH = 8  # frames on each side of the local slope of log(ratio)
+
+
+def ratio_channels(ratios: np.ndarray | None, frames: int, width: int) -> np.ndarray:
+    """Per-frame resize ratios float [T] (or None: unknown) -> float32 [3, width, T], each constant across the
+    width so that every convolution position sees them beside the DHS rows:
+
+    0. the trend: local least-squares slope of log(ratio) over +-8 frames, x50 (walking towards the camera
+       at 10 m is about +0.006 per frame at 25 fps; per-frame differences are dominated by mask noise);
+    1. the size: log(ratio) minus its median over the sequence, x2 (an occluded stretch has a smaller box);
+    2. known: 1 where ratios were given, 0 otherwise (the other two are then 0).
+    """
+    channels = np.zeros((RATIO_CHANNELS, width, frames), np.float32)
+    if ratios is None:
+        return channels
+    ratios = np.asarray(ratios, np.float64)
+    if ratios.shape != (frames,):
+        raise GaderError(f"ratios have shape {ratios.shape}, the sequence has {frames} frames")
+    log_ratio = np.log(np.clip(ratios, 1e-3, None))
+    offsets = np.arange(-RATIO_TREND_HALF_WIDTH, RATIO_TREND_HALF_WIDTH + 1, dtype=np.float64)
+    kernel = offsets / (offsets**2).sum()  # least-squares slope of a line through 2h+1 points
+    padded = np.pad(log_ratio, RATIO_TREND_HALF_WIDTH, mode="edge")
+    trend = np.correlate(padded, kernel, mode="valid")  # [T]
+    channels[0] = 50.0 * trend
+    channels[1] = 2.0 * (log_ratio - np.median(log_ratio))
+    channels[2] = 1.0
+    return channels
+
+
+def dhs_of(silhouettes: np.ndarray, config: DetectorConfig, ratios: np.ndarray | None = None) -> np.ndarray:
+    """Aligned silhouettes uint8 [T, 64, 64|44] (and their resize ratios [T], if known) -> the detector's input
+    float32 [C, width, T]: channel 0 is the DHS (knee row) in [0, 1], channels 1.. the configured extra rows,
+    then the ratio channels when the config has them (``ratio_channels``)."""
     if silhouettes.shape[2] == 64:
         silhouettes = silhouettes[:, :, 10:-10]
     channels = []
@@ -102,7 +144,10 @@ def dhs_of(silhouettes: np.ndarray, config: DetectorConfig) -> np.ndarray:
 
             signature = cv2.resize(signature, (signature.shape[1], config.width), interpolation=cv2.INTER_AREA)
         channels.append(signature.astype(np.float32))
-    return np.stack(channels)  # [C, W, T]
+    rows = np.stack(channels)  # [R, W, T]
+    if not config.ratio_inputs:
+        return rows
+    return np.concatenate([rows, ratio_channels(ratios, rows.shape[-1], config.width)])  # [R + 3, W, T]
 
 
 class DHSClassifier(nn.Module):
@@ -111,7 +156,7 @@ class DHSClassifier(nn.Module):
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
-        inputs = (1 + len(config.extra_rows), *config.channels[:-1])
+        inputs = (config.input_channels, *config.channels[:-1])
         pairs = zip(inputs, config.channels, strict=True)
         self.convs = nn.ModuleList(
             nn.Conv2d(i, o, 3, padding=(1, d), dilation=(1, d), bias=False)
@@ -296,11 +341,11 @@ class GaitDetector:
         logits = self.classifier.mlp(pooled.flatten(1))
         return torch.softmax(logits, dim=1).cpu().numpy()
 
-    def detect(self, silhouettes: np.ndarray) -> DetectionReport:
-        """Aligned silhouettes [T, 64, 64|44] -> the detection report."""
+    def detect(self, silhouettes: np.ndarray, ratios: np.ndarray | None = None) -> DetectionReport:
+        """Aligned silhouettes [T, 64, 64|44] (and resize ratios [T], if known) -> the detection report."""
         if silhouettes.shape[0] == 0:
             raise GaderError("cannot detect gait in an empty sequence")
-        return self.detect_dhs(dhs_of(silhouettes, self.config))
+        return self.detect_dhs(dhs_of(silhouettes, self.config, ratios))
 
     def detect_dhs(self, dhs: np.ndarray) -> DetectionReport:
         """DHS [C_in, W, T] -> the detection report."""

@@ -156,7 +156,7 @@ def export_detector(
     if directory.exists():
         shutil.rmtree(directory)
     version.mkdir(parents=True)
-    width, channels = gait_detector.config.width, 1 + len(gait_detector.config.extra_rows)
+    width, channels = gait_detector.config.width, gait_detector.config.input_channels
     dhs = torch.rand(2, channels, width, 40)
     valid = torch.ones(2, 40, dtype=torch.bool)
     valid[1, 30:] = False

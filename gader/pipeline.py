@@ -120,7 +120,7 @@ class GaderPipeline:
     def detect(self, record: SequenceRecord) -> DetectionReport:
         if self.detector is None:
             raise GaderError("this pipeline has no gait detector")
-        return self.detector.detect(record.silhouettes)
+        return self.detector.detect(record.silhouettes, record.ratios)
 
     def embed_frames(self, record: SequenceRecord) -> np.ndarray:
         """GAR embedding [d, p] of all frames of the record."""

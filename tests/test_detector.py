@@ -14,12 +14,14 @@ from gader.detector import (
     DetectorConfig,
     DHSClassifier,
     GaitDetector,
+    dhs_of,
+    ratio_channels,
     suppress_and_merge,
     window_positions,
 )
 from gader.dhs import double_helical_signature, knee_row
 from gader.errors import GaderError
-from gader.training.detector_data import real_partial, real_standing
+from gader.training.detector_data import real_partial, real_standing, sample_windows, without_ratios
 
 
 def test_dhs_is_the_knee_row_over_time():
@@ -56,13 +58,18 @@ def test_nms_and_merge_by_hand():
     assert (merged[0].start, merged[0].end, round(merged[0].score, 2)) == (0, 23, 0.9)
 
 
-@pytest.mark.parametrize(("extra_rows", "dilations"), [((), (1, 1, 1, 1, 1)), ((0.08, 0.45), (1, 1, 2, 2, 2))])
-def test_shared_features_classify_each_window_like_a_crop_with_context(extra_rows, dilations):
+@pytest.mark.parametrize(
+    ("extra_rows", "dilations", "ratio_inputs"),
+    [((), (1, 1, 1, 1, 1), False), ((0.08, 0.45), (1, 1, 2, 2, 2), False), ((0.08,), (1, 2, 4, 8, 8), True)],
+)
+def test_shared_features_classify_each_window_like_a_crop_with_context(extra_rows, dilations, ratio_inputs):
     """One feature pass over the whole DHS equals classifying each window's crop (with its context) alone."""
     torch.manual_seed(0)
-    config = DetectorConfig(extra_rows=extra_rows, dilations=dilations)
+    config = DetectorConfig(
+        extra_rows=extra_rows, dilations=dilations, ratio_inputs=ratio_inputs, context=sum(dilations)
+    )
     classifier = DHSClassifier(config).eval()
-    dhs = np.random.default_rng(0).random((1 + len(extra_rows), 44, 60), dtype=np.float32)  # [C, W, T]
+    dhs = np.random.default_rng(0).random((config.input_channels, 44, 60), dtype=np.float32)  # [C, W, T]
     positions = [(0, 16), (20, 44), (44, 60)]
     detector = GaitDetector(classifier, config)
     shared = detector.window_probabilities(dhs, positions)
@@ -76,6 +83,43 @@ def test_shared_features_classify_each_window_like_a_crop_with_context(extra_row
         with torch.no_grad():
             alone.append(torch.softmax(classifier(crop, None, window), dim=1).numpy())
     assert np.abs(shared - np.concatenate(alone)).max() < 1e-5
+
+
+def test_ratio_channels_show_a_box_that_grows_and_a_box_that_does_not():
+    frames = 60
+    approaching = 0.5 * 1.01 ** np.arange(frames)  # the box grows 1 % a frame: walking towards the camera
+    still = np.full(frames, 0.5) + np.random.default_rng(0).normal(0, 0.01, frames)  # noise only
+    grow, stay = ratio_channels(approaching, frames, 44), ratio_channels(still, frames, 44)
+    assert grow.shape == (3, 44, frames) and (grow[2] == 1).all()
+    # the slope of log(ratio): exact for a pure trend away from the ends (which repeat the end values)
+    assert np.allclose(grow[0][:, 8:-8], 50 * np.log(1.01), atol=1e-6) and (grow[0] > 0).all()
+    assert np.abs(stay[0]).mean() < 0.2 * np.abs(grow[0]).mean()  # 2 % mask noise a frame averages out
+    assert (grow[:, 0] == grow[:, 43]).all()  # constant across the width
+    unknown = ratio_channels(None, frames, 44)
+    assert not unknown.any()  # the "known" flag is 0 too
+    with pytest.raises(GaderError, match="frames"):
+        ratio_channels(approaching[:-1], frames, 44)
+
+
+def test_ratio_inputs_are_appended_and_training_blanks_some_of_them():
+    config = DetectorConfig(extra_rows=(0.08,), ratio_inputs=True)
+    silhouettes = np.zeros((30, 64, 44), np.uint8)
+    silhouettes[:, 20:, 15:30] = 255
+    with_ratios = dhs_of(silhouettes, config, np.linspace(0.5, 0.8, 30))
+    assert with_ratios.shape == (config.input_channels, 44, 30) == (5, 44, 30)
+    assert (with_ratios[4] == 1).all() and not dhs_of(silhouettes, config)[2:].any()
+    assert np.array_equal(with_ratios[:2], dhs_of(silhouettes, DetectorConfig(extra_rows=(0.08,))))
+    assert not without_ratios(with_ratios)[2:].any() and with_ratios[4].all()  # a copy: the input is untouched
+    from gader.training.detector_data import LabelledDHS
+
+    item = LabelledDHS(with_ratios, np.zeros(30, np.int64), "synthetic", "s")
+    rng = np.random.default_rng(0)
+    windows, _ = sample_windows([item], 400, (8, 16), rng, balanced=False, blank_ratios=0.25)
+    blanked = np.mean([not crop[4].any() for crop, _first, _last in windows])
+    assert 0.15 < blanked < 0.35
+    detector = GaitDetector(DHSClassifier(config).eval(), config)
+    assert len(detector.detect(silhouettes, np.linspace(0.5, 0.8, 30)).frame_labels) == 30
+    assert len(detector.detect(silhouettes).frame_labels) == 30  # no ratios: still a report
 
 
 def test_a_training_context_narrower_than_the_receptive_field_is_refused():
@@ -118,11 +162,16 @@ def _train(tmp_path, synth_wild, casia_train=None, extra: str = ""):
 
 
 def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_train):
-    # the shipped recipe's options: windows mostly from the synthetic scenes, two rows beside the knee row
-    extra = "synthetic_share = 0.7\n[detector]\nextra_rows = [0.08, 0.45]\n"
+    # the shipped recipe's options: windows mostly from the synthetic scenes, rows beside the knee row, ratio
+    # inputs, dilated layers
+    extra = (
+        "synthetic_share = 0.7\n[detector]\nextra_rows = [0.08, 0.45]\nratio_inputs = true\n"
+        "dilations = [1, 2, 4, 8, 8]\ncontext = 23\n"
+    )
     detector_dir = _train(tmp_path, synth_wild, casia_train, extra)
     card = json.loads((detector_dir / "detector.json").read_text())
-    assert card["config"]["window_lengths"] and set(card["metrics"]) >= {"all", "synthetic", "real"}
+    assert card["config"]["window_lengths"] and card["config"]["ratio_inputs"]
+    assert set(card["metrics"]) >= {"all", "synthetic", "real", "synthetic, no ratios"}
     assert card["config"]["extra_rows"] == [0.08, 0.45] and card["training"]["config"]["synthetic_share"] == 0.7
     for group in card["metrics"].values():
         assert {"window_accuracy", "frame_accuracy", "sequence_accuracy", "sequence_accuracy_whole_dhs"} <= set(group)
@@ -145,6 +194,14 @@ def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_trai
     )
     assert evaluation.returncode == 0, evaluation.stderr
     assert json.loads(evaluation.stdout)["all"]["sequences"] == 8
+    # --held-out: only the people the training run held out (val_subjects = 1): the card's synthetic numbers
+    held_out = subprocess.run(
+        [*evaluation.args, "--held-out", "1"], capture_output=True, text=True, timeout=600, check=True
+    )
+    report = json.loads(held_out.stdout)
+    assert report["synthetic"]["sequences"] == card["metrics"]["synthetic"]["sequences"] < 8
+    for key in ("frame_accuracy", "sequence_accuracy"):  # no random windows in these: the same numbers
+        assert report["synthetic"][key] == card["metrics"]["synthetic"][key], key
     sequence = next((synth_wild / "sequences").rglob("*.npz"))
     result = subprocess.run(
         [

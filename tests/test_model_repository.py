@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from gader.detector import DetectorConfig
 from gader.export import TRITON_TEMPLATES
 from gader.model_io import ZOO
 
@@ -29,7 +30,8 @@ def test_committed_detector_export_matches_the_shipped_detector_and_template():
     exported = json.loads((version / "card.json").read_text())
     shipped = json.loads((ZOO / "gader-detector" / "detector.json").read_text())
     assert exported == shipped
-    channels, width = 1 + len(shipped["config"]["extra_rows"]), shipped["config"]["width"]
+    config = DetectorConfig.from_dict(shipped["config"])
+    channels, width = config.input_channels, config.width  # DHS rows (+ ratio channels)
     assert f"dims: [ {channels}, {width}, -1 ]" in (version.parent / "config.pbtxt").read_text()  # the DHS input
     _assert_same_weights(version / "model.pt", ZOO / "gader-detector" / "detector.safetensors", "classifier.")
 

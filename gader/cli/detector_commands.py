@@ -36,15 +36,23 @@ def eval_detector(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     max_sequences: int | None = typer.Option(None, "--max-sequences", min=1, help="Evaluate a random subset."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random windows (and of the subset)."),
+    held_out: int | None = typer.Option(
+        None,
+        "--held-out",
+        min=1,
+        help="Only the N people a training run with val_subjects = N (val_seed 0) held out of this dataset.",
+    ),
 ) -> None:
     """Window, frame and sequence accuracy, the four-class confusion, and split windows vs whole DHS."""
-    from gader.data import open_dataset
+    from gader.data import open_dataset, split_dataset
     from gader.model_io import load_detector
     from gader.training.detector_data import SOURCE_REAL, SOURCE_SYNTHETIC, labelled
     from gader.training.detector_trainer import evaluate_items
 
     detector, _card = load_detector(model)
     dataset = open_dataset(data)
+    if held_out is not None:  # the same split as gader train detector's (_split_one) for a whole dataset
+        dataset = split_dataset(dataset, val_count=min(held_out, len(dataset.subjects) // 2), seed=0)[1]
     infos = dataset.infos
     if max_sequences is not None and len(infos) > max_sequences:
         chosen = np.random.default_rng(seed).choice(len(infos), size=max_sequences, replace=False)
@@ -100,7 +108,7 @@ def detect(
 
     detector, _card = load_detector(model)
     record = read_sequence_file(file, track_id=track)
-    report = detector.detect(record.silhouettes)
+    report = detector.detect(record.silhouettes, record.ratios)
     if plot is not None:
         truth = None if record.labels is None else record.labels.classes
         aligned = record.silhouettes[:, :, 10:-10] if record.silhouettes.shape[2] == 64 else record.silhouettes

@@ -18,7 +18,7 @@ import numpy as np
 
 from gader.data.dataset import SequenceDataset
 from gader.data.record import FrameLabels, SequenceRecord
-from gader.detector import DetectorConfig, dhs_of
+from gader.detector import RATIO_CHANNELS, DetectorConfig, dhs_of
 from gader.progress import progress
 from gader.silhouettes import pretreat
 
@@ -113,7 +113,7 @@ def real_standing(
 def labelled(record: SequenceRecord, config: DetectorConfig, source: str) -> LabelledDHS:
     """DHS and per-frame classes; unlabelled real walking data is full body + gait throughout."""
     classes = record.labels.classes if record.labels is not None else np.zeros(record.frames, np.int64)
-    return LabelledDHS(dhs_of(record.silhouettes, config), classes, source, record.subject)
+    return LabelledDHS(dhs_of(record.silhouettes, config, record.ratios), classes, source, record.subject)
 
 
 def collect(
@@ -147,6 +147,13 @@ def collect(
     return items
 
 
+def without_ratios(dhs: np.ndarray) -> np.ndarray:
+    """A DHS with ratio channels [C, W, t] as it would be had the sequence come without ratios."""
+    blank = dhs.copy()
+    blank[-RATIO_CHANNELS:] = 0.0
+    return blank
+
+
 def majority(classes: np.ndarray) -> int:
     return int(np.bincount(classes, minlength=4).argmax())
 
@@ -158,13 +165,16 @@ def sample_windows(
     rng: np.random.Generator,
     balanced: bool = True,
     context: int = 0,
+    blank_ratios: float = 0.0,
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
     Each window comes as (crop [C_in, W, t], first, last + 1): the crop adds up to ``context`` frames on each side
     (what the shared convolutions see at inference), the window is the columns [first, last) of the crop.
     ``balanced`` draws the four classes equally often (rejection sampling on the majority label), since
-    walking frames far outnumber the rest.
+    walking frames far outnumber the rest. ``blank_ratios`` is the share of windows whose ratio channels
+    (the last ``RATIO_CHANNELS``, when the DHS has them) are zeroed, as for a sequence that comes without
+    ratios, so that one detector serves both.
     """
     windows, labels = [], []
     wanted = rng.integers(0, 4, size=count) if balanced else None
@@ -179,7 +189,10 @@ def sample_windows(
         if wanted is not None and label != wanted[len(windows)] and attempts < 200 * count:
             continue
         left, right = max(0, start - context), min(frames, start + length + context)
-        windows.append((item.dhs[..., left:right], start - left, start - left + length))
+        crop = item.dhs[..., left:right]
+        if blank_ratios and rng.random() < blank_ratios:
+            crop = without_ratios(crop)
+        windows.append((crop, start - left, start - left + length))
         labels.append(label)
     return windows, np.array(labels)
 

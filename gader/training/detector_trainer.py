@@ -28,6 +28,7 @@ from gader.training.detector_data import (
     majority,
     pad_windows,
     sample_windows,
+    without_ratios,
 )
 
 
@@ -44,6 +45,9 @@ class DetectorTrainConfig:
     # walking is learnt quickly; the labelled synthetic scenes hold the hard cases.
     synthetic_share: float | None = None
     window_range: tuple[int, int] = (8, 48)  # random training-window lengths
+    # With ratio inputs: share of training windows that come without ratios (zeroed ratio channels), so that
+    # the detector also works on sequences without them (CASIA-B, silhouette uploads without ratios).
+    blank_ratios: float = 0.25
     iterations: int = 3000
     batch: int = 64
     lr: float = 1e-3
@@ -164,18 +168,20 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
     synthetic_items = [i for i in train_items if i.source == SOURCE_SYNTHETIC]
     other_items = [i for i in train_items if i.source != SOURCE_SYNTHETIC]
     mixed = config.synthetic_share is not None and synthetic_items and other_items
+    context = config.detector.context
+    blank = config.blank_ratios if config.detector.ratio_inputs else 0.0
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
         if mixed:
             count = int(rng.binomial(config.batch, config.synthetic_share))
             windows, labels = [], []
             for items, n in ((synthetic_items, count), (other_items, config.batch - count)):
-                some, their = sample_windows(items, n, config.window_range, rng, context=config.detector.context)
+                some, their = sample_windows(items, n, config.window_range, rng, context=context, blank_ratios=blank)
                 windows += some
                 labels.append(their)
             labels = np.concatenate(labels).astype(np.int64)
         else:
             windows, labels = sample_windows(
-                train_items, config.batch, config.window_range, rng, context=config.detector.context
+                train_items, config.batch, config.window_range, rng, context=context, blank_ratios=blank
             )
         batch, valid, pooled = pad_windows(windows)
         logits = model(torch.from_numpy(batch), torch.from_numpy(valid), torch.from_numpy(pooled))
@@ -228,6 +234,10 @@ def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.ran
         "synthetic": [i for i in items if i.source == SOURCE_SYNTHETIC],
         "real": [i for i in items if i.source != SOURCE_SYNTHETIC],
     }
+    if detector.config.ratio_inputs:  # the same synthetic sequences as if they had come without ratios
+        groups["synthetic, no ratios"] = [
+            dataclasses.replace(i, dhs=without_ratios(i.dhs)) for i in groups["synthetic"]
+        ]
     for name, group in groups.items():
         if not group:
             continue

@@ -76,7 +76,7 @@ class TritonBackend:
         raise AssertionError("unreachable")
 
     async def detect(self, record: SequenceRecord) -> DetectionReport:
-        dhs = dhs_of(record.silhouettes, self.detector_config)  # [C, W, T]
+        dhs = dhs_of(record.silhouettes, self.detector_config, record.ratios)  # [C, W, T]
         positions = window_positions(int(dhs.shape[-1]), self.detector_config)
         signature = InferInput("DHS", [1, *dhs.shape], "FP32")
         signature.set_data_from_numpy(dhs[None].astype(np.float32))
