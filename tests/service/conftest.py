@@ -30,7 +30,16 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
     gar = GAR(GARConfig("gaitbase", {"width": 0.125, "input_height": 32, "input_width": 22}, ratio_attention=True))
     card = ModelCard(id="test-model", gar={}, operating_points={"fmr=1e-2": 0.8, "fmr=1e-3": 0.9, "fmr=1e-4": 0.95})
     save_model(root / "model", gar.embedder(), card)
-    config = DetectorConfig(score_threshold=0.0, min_gait_fraction=0.0, min_gait_frames=1)
+    # The shipped detector's input layout (rows + ratio channels, dilated layers), permissive thresholds.
+    config = DetectorConfig(
+        score_threshold=0.0,
+        min_gait_fraction=0.0,
+        min_gait_frames=1,
+        extra_rows=(0.08, 0.45),
+        ratio_inputs=True,
+        dilations=(1, 2, 4, 8, 8),
+        context=23,
+    )
     save_detector(root / "detector", GaitDetector(DHSClassifier(config).eval(), config), {"id": "test-detector"})
     return root / "model", root / "detector"
 
