@@ -40,7 +40,8 @@ def eval_detector(
         None,
         "--held-out",
         min=1,
-        help="Only the N people a training run with val_subjects = N (val_seed 0) held out of this dataset.",
+        help="Only the N people a training run with val_subjects = N (val_seed 0) held out of this dataset "
+        "(a dataset the run used whole; for the sub-sampled CASIA-B see bench/detector_real.py).",
     ),
 ) -> None:
     """Window, frame and sequence accuracy, the four-class confusion, and split windows vs whole DHS."""
