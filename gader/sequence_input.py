@@ -91,9 +91,6 @@ def record_from_arrays(
                 raise DataFormatError(
                     f"ratios must be numbers with shape [{frames}], got {ratios.dtype} {ratios.shape}"
                 )
-            if not (np.isfinite(ratios).all() and (ratios > 0).all()):
-                # ratios are box heights / 64: a zero or NaN would turn into NaN features downstream
-                raise DataFormatError("ratios must be finite and positive (body box height / 64 per frame)")
         return SequenceRecord("probe", "upload", "unknown", silhouettes, ratios=ratios, rgb=rgb, source=source)
     if ratios is not None:
         raise DataFormatError("ratios come from the boxes of full-frame masks; send them only with aligned silhouettes")
