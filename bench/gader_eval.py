@@ -19,11 +19,12 @@ import numpy as np
 
 from bench.report import update_section
 from gader import protocols
-from gader.data import open_dataset, split_subjects
+from gader.data import open_dataset
 from gader.data.record import SequenceRecord
 from gader.model_io import load_detector, load_model
 from gader.pipeline import GaderPipeline, PipelineConfig
 from gader.progress import progress
+from gader.training.detector_trainer import held_out_split
 
 MODELS_MD = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
@@ -58,12 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     datasets, held_out = [], []
     for path in args.data:
-        dataset = open_dataset(path)
-        _train, people = split_subjects(dataset.subjects, val_count=args.val_subjects, seed=0)
-        if set(people) & set(held_out):
+        people = held_out_split(open_dataset(path), args.val_subjects)[1]
+        if set(people.subjects) & set(held_out):
             raise SystemExit(f"{path}: subject ids overlap an earlier dataset's (make it with --first-subject)")
-        held_out += people
-        datasets.append(dataset.subset(subjects=people))
+        held_out += people.subjects
+        datasets.append(people)
     detector = load_detector(args.detector)[0]
     plain = GaderPipeline(load_model(args.plain), None, PipelineConfig(use_detector=False))
     gar = GaderPipeline(load_model(args.gar), None, PipelineConfig(use_detector=False))

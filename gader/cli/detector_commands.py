@@ -45,15 +45,15 @@ def eval_detector(
     ),
 ) -> None:
     """Window, frame and sequence accuracy, the four-class confusion, and split windows vs whole DHS."""
-    from gader.data import open_dataset, split_dataset
+    from gader.data import open_dataset
     from gader.model_io import load_detector
     from gader.training.detector_data import SOURCE_REAL, SOURCE_SYNTHETIC, labelled
-    from gader.training.detector_trainer import evaluate_items
+    from gader.training.detector_trainer import evaluate_items, held_out_split
 
     detector, _card = load_detector(model)
     dataset = open_dataset(data)
-    if held_out is not None:  # the same split as gader train detector's (_split_one) for a whole dataset
-        dataset = split_dataset(dataset, val_count=min(held_out, len(dataset.subjects) // 2), seed=0)[1]
+    if held_out is not None:
+        dataset = held_out_split(dataset, held_out)[1]
     infos = dataset.infos
     if max_sequences is not None and len(infos) > max_sequences:
         chosen = np.random.default_rng(seed).choice(len(infos), size=max_sequences, replace=False)

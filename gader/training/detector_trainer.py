@@ -97,7 +97,15 @@ def _split_one(
         chosen = np.random.default_rng(config.seed).choice(len(infos), size=limit, replace=False)
         keys = {infos[i].key for i in chosen}
         dataset = dataset.subset(where=lambda info, keys=keys: info.key in keys)
-    return split_dataset(dataset, val_count=min(config.val_subjects, len(dataset.subjects) // 2), seed=config.val_seed)
+    return held_out_split(dataset, config.val_subjects, config.val_seed)
+
+
+def held_out_split(
+    dataset: SequenceDataset, val_subjects: int, val_seed: int = 0
+) -> tuple[SequenceDataset, SequenceDataset]:
+    """(train, held out) by subject, as detector training splits every dataset (at most half the people held
+    out); ``gader eval-detector --held-out`` and ``bench.gader_eval`` pick the same held-out people with it."""
+    return split_dataset(dataset, val_count=min(val_subjects, len(dataset.subjects) // 2), seed=val_seed)
 
 
 def _split(
