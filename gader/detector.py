@@ -21,6 +21,7 @@ gait windows, suppress overlaps, merge neighbours, and decide whether a sequence
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +151,14 @@ def dhs_of(silhouettes: np.ndarray, config: DetectorConfig, ratios: np.ndarray |
     return np.concatenate([rows, ratio_channels(ratios, rows.shape[-1], config.width)])  # [R + 3, W, T]
 
 
+def halve_width(x: torch.Tensor) -> torch.Tensor:
+    """[n, C, W, t] -> [n, C, W // 2, t]: the max of each pair of neighbouring body-width columns, the same
+    numbers as ``F.max_pool2d(x, (2, 1))`` at about a twentieth of its time on CPU (measured 0.01 vs 0.23 ms
+    on the first layer's output)."""
+    even = x.shape[2] // 2 * 2
+    return torch.maximum(x[:, :, 0:even:2], x[:, :, 1:even:2])
+
+
 class DHSClassifier(nn.Module):
     """DHS [n, C, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4]."""
 
@@ -182,7 +191,7 @@ class DHSClassifier(nn.Module):
             if valid is not None:  # padded columns stay zero, as the convolutions' own padding
                 x = x * valid[:, None, None, :].to(x.dtype)
             if index in self.pool_after:
-                x = F.max_pool2d(x, (2, 1))
+                x = halve_width(x)
         return x
 
     def classify(self, features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
@@ -256,22 +265,38 @@ def window_masks(frames: int, positions: list[tuple[int, int]]) -> torch.Tensor:
     return masks
 
 
-def pool_windows(features: torch.Tensor, positions: list[tuple[int, int]]) -> torch.Tensor:
-    """Temporal max of the shared feature columns [1, C, W', T] inside each window -> [m, C, W'].
+def _pool_spans(features: torch.Tensor, owner: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """Temporal max of shared feature columns inside each window: features [n, C, W', T] (n sequences, zero
+    past each one's end), owner [m] (the sequence of each window), spans [m, 2] (start, end exclusive) ->
+    [m, C, W'].
 
     The same numbers as ``DHSClassifier.classify`` with window masks, computed with one sliding max per
     window length instead of a masked copy of the features per window (about 10x less work at inference,
-    where a sequence has dozens of windows)."""
-    _, channels, width, _frames = features.shape
-    columns = features.reshape(1, channels * width, -1)  # [1, C*W', T]
-    by_length: dict[int, torch.Tensor] = {}
-    pooled = torch.empty(len(positions), channels * width, dtype=features.dtype, device=features.device)
-    for slot, (start, end) in enumerate(positions):
-        length = end - start
-        if length not in by_length:  # every window of this length: max over [s, s + length) for all s
-            by_length[length] = F.max_pool1d(columns, kernel_size=length, stride=1)[0]  # [C*W', T - length + 1]
-        pooled[slot] = by_length[length][:, start]
-    return pooled.reshape(len(positions), channels, width)
+    where a sequence has dozens of windows). Scripted, so that the Triton model exported by ``gader export``
+    runs this very function inside its traced graph."""
+    n, channels, width, frames = features.shape
+    columns = features.reshape(n, channels * width, frames)  # [n, C*W', T]
+    lengths = spans[:, 1] - spans[:, 0]
+    pooled = torch.empty(spans.shape[0], channels * width, dtype=features.dtype, device=features.device)
+    distinct: list[int] = torch.unique(lengths).tolist()
+    for length in distinct:
+        chosen = torch.nonzero(lengths == length).flatten()
+        sliding = F.max_pool1d(columns, kernel_size=length, stride=1)  # [n, C*W', T - length + 1]: every start
+        pooled[chosen] = sliding[owner[chosen], :, spans[chosen, 0]]  # [k, C*W']
+    return pooled.reshape(-1, channels, width)
+
+
+# TorchScript because the Triton python backend loads the exported detector with torch.jit.load; torch 2.13
+# calls torch.jit.script deprecated in favour of torch.export, whose programs that backend cannot load.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pool_spans = torch.jit.script(_pool_spans)
+
+
+def pool_windows(features: torch.Tensor, positions: list[tuple[int, int]]) -> torch.Tensor:
+    """One sequence's shared feature columns [1, C, W', T] and its windows -> [m, C, W'] (``pool_spans``)."""
+    spans = torch.tensor(positions, dtype=torch.long, device=features.device).reshape(-1, 2)
+    return pool_spans(features, torch.zeros(len(positions), dtype=torch.long, device=features.device), spans)
 
 
 def _iou(a: tuple[int, int], b: tuple[int, int]) -> float:

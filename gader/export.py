@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gader.detector import DHSClassifier
+from gader.detector import DHSClassifier, pool_spans
 from gader.errors import GaderError
 from gader.gar import GaitEmbedder
 from gader.model_io import load_detector, load_model
@@ -55,17 +55,15 @@ class _Embed(nn.Module):
 
 
 class _DetectWindows(nn.Module):
-    """DHS [n, C_in, W, T], valid [n, T], window columns [m, T], owner [m] -> window logits [m, 4]."""
+    """DHS [n, C_in, W, T], valid [n, T], window spans [m, 2] (start, end), owner [m] -> window logits [m, 4]."""
 
     def __init__(self, classifier: DHSClassifier) -> None:
         super().__init__()
         self.classifier = classifier
 
-    def forward(
-        self, dhs: torch.Tensor, valid: torch.Tensor, windows: torch.Tensor, owner: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, dhs: torch.Tensor, valid: torch.Tensor, spans: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         features = self.classifier.features(dhs, valid)  # [n, C, W', T]
-        return self.classifier.classify(features.index_select(0, owner), windows)  # [m, 4]
+        return self.classifier.mlp(pool_spans(features, owner, spans).flatten(1))  # [m, 4]
 
 
 def _trace(module: nn.Module, example: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
@@ -160,10 +158,9 @@ def export_detector(
     dhs = torch.rand(2, channels, width, 40)
     valid = torch.ones(2, 40, dtype=torch.bool)
     valid[1, 30:] = False
-    windows = torch.zeros(3, 40, dtype=torch.bool)
-    windows[0, :16], windows[1, 10:40], windows[2, 5:25] = True, True, True
+    spans = torch.tensor([[0, 16], [10, 40], [5, 25]])
     owner = torch.tensor([0, 0, 1])
-    _trace(_DetectWindows(classifier), (dhs, valid, windows, owner)).save(str(version / "model.pt"))
+    _trace(_DetectWindows(classifier), (dhs, valid, spans, owner)).save(str(version / "model.pt"))
     shutil.copy(TRITON_TEMPLATES / "detector_model.py", version / "model.py")
     (version / "card.json").write_text(json.dumps(card, indent=2))
     _write_config(

@@ -254,3 +254,26 @@ def test_sliding_window_pooling_equals_masked_pooling(frames):
         masked = network.classify(features, window_masks(frames, positions))
         sliding = network.mlp(pool_windows(features, positions).flatten(1))
     assert torch.equal(masked, sliding)
+
+
+@pytest.mark.parametrize("width", [44, 11])
+def test_halving_the_width_is_a_2x1_max_pool(width):
+    import torch.nn.functional as F
+
+    from gader.detector import halve_width
+
+    x = torch.randn(2, 5, width, 9)
+    assert torch.equal(halve_width(x), F.max_pool2d(x, (2, 1)))
+
+
+def test_pooling_a_batch_of_sequences_reads_only_each_windows_own_columns():
+    from gader.detector import pool_spans
+
+    torch.manual_seed(0)
+    features = torch.randn(2, 3, 4, 30)
+    features[1, :, :, 20:] = 100.0  # past the second sequence's end (20 frames): must never be read
+    spans = torch.tensor([[0, 16], [10, 30], [14, 30], [0, 16], [4, 20], [19, 20]])
+    owner = torch.tensor([0, 0, 0, 1, 1, 1])
+    pooled = pool_spans(features, owner, spans)  # [6, 3, 4]
+    for i, ((start, end), sequence) in enumerate(zip(spans.tolist(), owner.tolist(), strict=True)):
+        assert torch.equal(pooled[i], features[sequence, :, :, start:end].amax(dim=2)), i

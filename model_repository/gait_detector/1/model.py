@@ -1,6 +1,7 @@
 """Triton python backend: the gait detector's network. Each request carries a DHS [C, W, T] and its windows
 [M, 2] (start, end); a dynamic batch is padded into one tensor, the shared features are computed once per
-sequence, and every window's class probabilities come back [M, 4]."""
+sequence, each window takes the max of its sequence's feature columns (``gader.detector.pool_spans``, scripted
+into the traced graph), and every window's class probabilities come back [M, 4]."""
 
 import json
 import os
@@ -31,24 +32,20 @@ class TritonPythonModel:
         longest = max(d.shape[-1] for d in dhs)
         batch = np.zeros((len(dhs), *dhs[0].shape[:2], longest), np.float32)
         valid = np.zeros((len(dhs), longest), bool)
-        columns, owner, counts = [], [], []
-        for row, (signature, spans) in enumerate(zip(dhs, windows, strict=True)):
+        for row, signature in enumerate(dhs):
             batch[row, :, :, : signature.shape[-1]] = signature
             valid[row, : signature.shape[-1]] = True
-            for start, end in spans:
-                column = np.zeros(longest, bool)
-                column[start:end] = True
-                columns.append(column)
-                owner.append(row)
-            counts.append(len(spans))
+        counts = [len(w) for w in windows]
+        spans = np.concatenate(windows).astype(np.int64)  # [M, 2] over the whole batch
+        owner = np.repeat(np.arange(len(windows)), counts)  # [M]: each window's sequence
         # Every batch has its own frame count: the JIT profiling executor would keep re-specialising on
         # shapes (slow first calls per shape, measured 2x slower steady), so run the traced graph as is.
         with torch.no_grad(), torch.jit.optimized_execution(False):
             logits = self.network(
                 torch.from_numpy(batch).to(self.device),
                 torch.from_numpy(valid).to(self.device),
-                torch.from_numpy(np.stack(columns)).to(self.device),
-                torch.tensor(owner, device=self.device),
+                torch.from_numpy(spans).to(self.device),
+                torch.from_numpy(owner).to(self.device),
             )
             probabilities = torch.softmax(logits, dim=1).float().cpu().numpy()
         responses, start = [], 0
