@@ -256,6 +256,26 @@ def test_sliding_window_pooling_equals_masked_pooling(frames):
     assert torch.equal(masked, sliding)
 
 
+def test_a_second_stage_starts_from_a_trained_detector_with_the_same_network(tmp_path):
+    from gader.model_io import save_detector
+    from gader.training.detector_trainer import initial_weights
+
+    torch.manual_seed(0)
+    config = DetectorConfig(extra_rows=(0.45,), ratio_inputs=True)
+    first = GaitDetector(DHSClassifier(config), config)
+    save_detector(tmp_path / "first", first, {"id": "first"})
+    weights = initial_weights(str(tmp_path / "first"), DetectorConfig(extra_rows=(0.45,), ratio_inputs=True, stride=2))
+    reference = first.classifier.state_dict()
+    assert weights.keys() == reference.keys() and all(torch.equal(weights[k], reference[k]) for k in reference)
+    with pytest.raises(GaderError, match="channels, dilations"):
+        initial_weights(
+            str(tmp_path / "first"),
+            DetectorConfig(extra_rows=(0.45,), ratio_inputs=True, channels=(8,) * 5, dilations=(1, 1, 2, 2, 2)),
+        )
+    with pytest.raises(GaderError, match="ratio_inputs"):
+        initial_weights(str(tmp_path / "first"), DetectorConfig(extra_rows=(0.45,)))
+
+
 @pytest.mark.parametrize("width", [44, 11])
 def test_halving_the_width_is_a_2x1_max_pool(width):
     import torch.nn.functional as F

@@ -53,6 +53,10 @@ class DetectorTrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    # Start from a trained detector's weights (a detector directory or shipped id) instead of random ones:
+    # a second stage that fine-tunes a first run on a different mix of data. Its network and inputs must be
+    # this config's.
+    init: str | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     description: str = ""
 
@@ -167,6 +171,8 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
         file=sys.stderr,
     )
     model = DHSClassifier(config.detector)
+    if config.init:
+        model.load_state_dict(initial_weights(config.init, config.detector))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.iterations)
     log_path = run_dir / "metrics.jsonl"
@@ -225,6 +231,21 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
         },
     )
     return report
+
+
+# What a network's weights depend on: the other settings only change inference (windows, thresholds).
+NETWORK_SETTINGS = ("knee_fraction", "band", "extra_rows", "width", "ratio_inputs", "channels", "dilations", "hidden")
+
+
+def initial_weights(name: str, config: DetectorConfig) -> dict[str, torch.Tensor]:
+    """The weights of a trained detector to start from, refused when its network or inputs differ."""
+    from gader.model_io import load_detector
+
+    start = load_detector(name)[0]
+    differ = [k for k in NETWORK_SETTINGS if getattr(start.config, k) != getattr(config, k)]
+    if differ:
+        raise GaderError(f"init {name}: its network differs from this config's in {', '.join(differ)}")
+    return start.classifier.state_dict()
 
 
 def sequence_truth(classes: np.ndarray, config: DetectorConfig) -> bool:
