@@ -75,11 +75,12 @@ def main() -> None:
         held_out += people.subjects
         datasets.append(people)
     detector = load_detector(args.detector)[0]
-    plain = GaderPipeline(load_model(args.plain), None, PipelineConfig(use_detector=False))
-    gar = GaderPipeline(load_model(args.gar), None, PipelineConfig(use_detector=False))
-    gader = GaderPipeline(load_model(args.gar), detector, PipelineConfig(fallback_whole_sequence=True))
+    plain_model, gar_model = load_model(args.plain), load_model(args.gar)
+    plain = GaderPipeline(plain_model, None, PipelineConfig(use_detector=False))
+    gar = GaderPipeline(gar_model, None, PipelineConfig(use_detector=False))
+    gader = GaderPipeline(gar_model, detector, PipelineConfig(fallback_whole_sequence=True))
     # The detector's own share of the gain: the same plain backbone, given only the detected gait frames.
-    plain_detected = GaderPipeline(load_model(args.plain), detector, PipelineConfig(fallback_whole_sequence=True))
+    plain_detected = GaderPipeline(plain_model, detector, PipelineConfig(fallback_whole_sequence=True))
     # Probes: the sequences that mix standing / partial segments in; gallery: see --gallery.
     first: dict[str, str] = {}
     for dataset in datasets:
@@ -100,14 +101,14 @@ def main() -> None:
                 continue
         else:
             is_gallery = not contaminated
-        for name, pipeline in pipelines.items():
-            outputs[name].append(pipeline.process(record).embedding)
+        processed = {name: pipeline.process(record) for name, pipeline in pipelines.items()}
+        for name, result in processed.items():
+            outputs[name].append(result.embedding)
         subjects.append(record.subject)
         probe.append(not is_gallery)
         if not is_gallery:
             fractions.append(contamination(record))
-            report = detector.detect(record.silhouettes, record.ratios)
-            gait_found.append(report.gait_fraction)
+            gait_found.append(processed["GADER"].detection.gait_fraction)
     is_probe = np.array(probe)
     results = {name: evaluate(embeddings, subjects, is_probe) for name, embeddings in outputs.items()}
     baseline = max(results["plain backbone"]["rank1"], 1e-9)
