@@ -21,7 +21,15 @@ from gader.detector import (
 )
 from gader.dhs import double_helical_signature, knee_row
 from gader.errors import GaderError
-from gader.training.detector_data import real_partial, real_standing, sample_windows, without_ratios
+from gader.training.detector_data import (
+    LabelledDHS,
+    hold_still,
+    real_partial,
+    real_standing,
+    sample_windows,
+    without_ratios,
+)
+from gader.training.detector_trainer import load_detector_config
 
 
 def test_dhs_is_the_knee_row_over_time():
@@ -110,8 +118,6 @@ def test_ratio_inputs_are_appended_and_training_blanks_some_of_them():
     assert (with_ratios[4] == 1).all() and not dhs_of(silhouettes, config)[2:].any()
     assert np.array_equal(with_ratios[:2], dhs_of(silhouettes, DetectorConfig(extra_rows=(0.08,))))
     assert not without_ratios(with_ratios)[2:].any() and with_ratios[4].all()  # a copy: the input is untouched
-    from gader.training.detector_data import LabelledDHS
-
     item = LabelledDHS(with_ratios, np.zeros(30, np.int64), "synthetic", "s")
     rng = np.random.default_rng(0)
     windows, _ = sample_windows([item], 400, (8, 16), rng, balanced=False, blank_ratios=0.25)
@@ -120,6 +126,33 @@ def test_ratio_inputs_are_appended_and_training_blanks_some_of_them():
     detector = GaitDetector(DHSClassifier(config).eval(), config)
     assert len(detector.detect(silhouettes, np.linspace(0.5, 0.8, 30)).frame_labels) == 30
     assert len(detector.detect(silhouettes).frame_labels) == 30  # no ratios: still a report
+
+
+def test_training_holds_the_feet_rows_still_in_a_share_of_the_windows():
+    frames, width = 40, 44
+    dhs = np.zeros((3, width, frames), np.float32)
+    for t in range(frames):  # every row moves: one lit column that walks across the width
+        dhs[:, t % width, t] = 1.0
+    rng = np.random.default_rng(0)
+    still = hold_still(dhs, (1, 2), rng)
+    assert np.array_equal(still[0], dhs[0]) and dhs[1].any(axis=0).all()  # other rows and the input untouched
+    for channel in (1, 2):
+        lit = np.flatnonzero(still[channel].any(axis=1))
+        assert len(lit) == 1 and still[channel].any(axis=0).sum() > frames // 2  # one column, mostly not a hole
+    item = LabelledDHS(dhs, np.zeros(frames, np.int64), "synthetic", "s")
+    windows, labels = sample_windows([item], 400, (8, 16), rng, balanced=False, still_channels=(1, 2), still_share=0.3)
+    held = np.mean([crop[1].any(axis=1).sum() <= 1 and crop[0].any(axis=1).sum() > 1 for crop, _f, _l in windows])
+    assert 0.2 < held < 0.4 and (labels == 0).all()  # labels unchanged
+
+
+def test_still_rows_must_be_rows_of_the_detector(tmp_path):
+    config = tmp_path / "detector.toml"
+    config.write_text('id = "d"\nstill_rows = [0.08, 0.5]\n[detector]\nextra_rows = [0.08, 0.45]\n')
+    with pytest.raises(GaderError, match=r"still_rows \[0.5\] are not rows of the detector"):
+        load_detector_config(config)
+    config.write_text('id = "d"\nstill_rows = [0.08]\nstill_rows_share = 1.5\n[detector]\nextra_rows = [0.08]\n')
+    with pytest.raises(GaderError, match="still_rows_share"):
+        load_detector_config(config)
 
 
 def test_a_training_context_narrower_than_the_receptive_field_is_refused():
@@ -162,10 +195,11 @@ def _train(tmp_path, synth_wild, casia_train=None, extra: str = ""):
 
 
 def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_train):
-    # the shipped recipe's options: windows mostly from the synthetic scenes, rows beside the knee row, ratio
-    # inputs, dilated layers
+    # the shipped recipe's options: windows mostly from the synthetic scenes, feet rows held still in some,
+    # rows beside the knee row, ratio inputs, dilated layers
     extra = (
-        "synthetic_share = 0.7\n[detector]\nextra_rows = [0.08, 0.45]\nratio_inputs = true\n"
+        "synthetic_share = 0.7\nstill_rows = [0.08]\nstill_rows_share = 0.2\n"
+        "[detector]\nextra_rows = [0.08, 0.45]\nratio_inputs = true\n"
         "dilations = [1, 2, 4, 8, 8]\ncontext = 23\n"
     )
     detector_dir = _train(tmp_path, synth_wild, casia_train, extra)
@@ -173,6 +207,7 @@ def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_trai
     assert card["config"]["window_lengths"] and card["config"]["ratio_inputs"]
     assert set(card["metrics"]) >= {"all", "synthetic", "real", "synthetic, no ratios"}
     assert card["config"]["extra_rows"] == [0.08, 0.45] and card["training"]["config"]["synthetic_share"] == 0.7
+    assert card["training"]["config"]["still_rows"] == [0.08]
     for group in card["metrics"].values():
         assert {"window_accuracy", "frame_accuracy", "sequence_accuracy", "sequence_accuracy_whole_dhs"} <= set(group)
         assert np.array(group["confusion"]["rows_truth"]).shape == (4, 4)

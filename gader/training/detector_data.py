@@ -154,6 +154,20 @@ def without_ratios(dhs: np.ndarray) -> np.ndarray:
     return blank
 
 
+def hold_still(dhs: np.ndarray, channels: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A copy of a DHS [C, W, t] whose ``channels`` show one of its frames throughout, with flickering holes:
+    those rows as they look when their segmentation fails while the person walks (the feet rows of CASIA-B's
+    subject 005 seen from behind: fragments that hardly move). Training with such windows under their true
+    label makes the detector read gait from the other rows too, instead of from the feet rows alone."""
+    still = dhs.copy()
+    frame = int(rng.integers(dhs.shape[-1]))
+    holes = rng.uniform(0.0, 0.3)  # share of the row's pixels missing in each frame
+    for channel in channels:
+        row = np.repeat(dhs[channel][:, frame : frame + 1], dhs.shape[-1], axis=1)  # [W, t]
+        still[channel] = row * (rng.random(row.shape) >= holes)
+    return still
+
+
 def majority(classes: np.ndarray) -> int:
     return int(np.bincount(classes, minlength=4).argmax())
 
@@ -166,6 +180,8 @@ def sample_windows(
     balanced: bool = True,
     context: int = 0,
     blank_ratios: float = 0.0,
+    still_channels: tuple[int, ...] = (),
+    still_share: float = 0.0,
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
@@ -174,7 +190,8 @@ def sample_windows(
     ``balanced`` draws the four classes equally often (rejection sampling on the majority label), since
     walking frames far outnumber the rest. ``blank_ratios`` is the share of windows whose ratio channels
     (the last ``RATIO_CHANNELS``, when the DHS has them) are zeroed, as for a sequence that comes without
-    ratios, so that one detector serves both.
+    ratios, so that one detector serves both. ``still_share`` is the share of windows whose ``still_channels``
+    are held still (``hold_still``), label unchanged.
     """
     windows, labels = [], []
     wanted = rng.integers(0, 4, size=count) if balanced else None
@@ -192,6 +209,8 @@ def sample_windows(
         crop = item.dhs[..., left:right]
         if blank_ratios and rng.random() < blank_ratios:
             crop = without_ratios(crop)
+        if still_channels and still_share and rng.random() < still_share:
+            crop = hold_still(crop, still_channels, rng)
         windows.append((crop, start - left, start - left + length))
         labels.append(label)
     return windows, np.array(labels)

@@ -48,6 +48,11 @@ class DetectorTrainConfig:
     # With ratio inputs: share of training windows that come without ratios (zeroed ratio channels), so that
     # the detector also works on sequences without them (CASIA-B, silhouette uploads without ratios).
     blank_ratios: float = 0.25
+    # Rows (heights above the sole, among the detector's rows) that a share of the training windows get held
+    # still with flickering holes, label unchanged: the feet rows, so that a walker whose feet segmentation
+    # fails is still seen walking from the knee and the body above it (``detector_data.hold_still``).
+    still_rows: list[float] = field(default_factory=list)
+    still_rows_share: float = 0.0
     iterations: int = 3000
     batch: int = 64
     lr: float = 1e-3
@@ -88,7 +93,22 @@ def load_detector_config(path: str | Path, overrides: list[str] | None = None) -
     share = values.get("synthetic_share")
     if share is not None and not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
         raise GaderError(f"{path}: synthetic_share must be a number in [0, 1], got {share!r}")
-    return DetectorTrainConfig(detector=detector, **values)
+    config = DetectorTrainConfig(detector=detector, **values)
+    still_row_channels(config, path)  # names a row the detector does not have
+    if not 0.0 <= config.still_rows_share <= 1.0:
+        raise GaderError(f"{path}: still_rows_share must be in [0, 1], got {config.still_rows_share!r}")
+    return config
+
+
+def still_row_channels(config: DetectorTrainConfig, source: str | Path = "detector config") -> tuple[int, ...]:
+    """Input channels of ``config.still_rows``: 0 is the knee row, 1.. the extra rows in their order."""
+    rows = (config.detector.knee_fraction, *config.detector.extra_rows)
+    missing = [height for height in config.still_rows if not any(abs(height - row) < 1e-9 for row in rows)]
+    if missing:
+        raise GaderError(
+            f"{source}: still_rows {missing} are not rows of the detector (knee_fraction and extra_rows: {list(rows)})"
+        )
+    return tuple(next(i for i, row in enumerate(rows) if abs(height - row) < 1e-9) for height in config.still_rows)
 
 
 def _split_one(
@@ -184,18 +204,23 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
     mixed = config.synthetic_share is not None and synthetic_items and other_items
     context = config.detector.context
     blank = config.blank_ratios if config.detector.ratio_inputs else 0.0
+    augment = {
+        "blank_ratios": blank,
+        "still_channels": still_row_channels(config),
+        "still_share": config.still_rows_share,
+    }
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
         if mixed:
             count = int(rng.binomial(config.batch, config.synthetic_share))
             windows, labels = [], []
             for items, n in ((synthetic_items, count), (other_items, config.batch - count)):
-                some, their = sample_windows(items, n, config.window_range, rng, context=context, blank_ratios=blank)
+                some, their = sample_windows(items, n, config.window_range, rng, context=context, **augment)
                 windows += some
                 labels.append(their)
             labels = np.concatenate(labels).astype(np.int64)
         else:
             windows, labels = sample_windows(
-                train_items, config.batch, config.window_range, rng, context=context, blank_ratios=blank
+                train_items, config.batch, config.window_range, rng, context=context, **augment
             )
         batch, valid, pooled = pad_windows(windows)
         logits = model(torch.from_numpy(batch), torch.from_numpy(valid), torch.from_numpy(pooled))
