@@ -7,6 +7,7 @@ uses it), and when the rows above the hip are. A detector that reads gait from t
 nearly every walker in the first case. Writes the "detector-real" section of docs/models.md.
 
     python -m bench.detector_real [--detector gader-detector] [--config configs/detector/gader-detector.toml]
+                                  [--print-only]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--detector", default="gader-detector")
     parser.add_argument("--config", default=str(ROOT / "configs" / "detector" / "gader-detector.toml"))
     parser.add_argument("--data", default=str(CASIA))
+    parser.add_argument("--print-only", action="store_true", help="print the section, leave docs/models.md alone")
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         raise SystemExit(f"{args.data}: CASIA-B is not there (see ../shared/data/README.md)")
@@ -89,6 +91,8 @@ def main() -> None:
     ]
     body = "\n".join(lines)
     print(body)
+    if args.print_only:
+        return
     update_section("detector-real", "Gait detector on held-out real CASIA-B sequences", body, document=MODELS_MD)
 
 
