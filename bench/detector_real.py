@@ -70,7 +70,7 @@ def main() -> None:
     short = [m for m in misses if m[1] < detector.config.min_gait_frames]
     lines = [
         f"Detector `{args.detector}` on every sequence of the {len(subjects)} CASIA-B subjects its training held out "
-        f"({len(dataset):,} sequences): **{usable:,} usable ({100 * usable / len(dataset):.1f} %)**. "
+        f"({len(dataset):,} sequences): **{usable:,} usable ({100 * usable / len(dataset):.2f} %)**. "
         f"{len(short)} of the {len(misses)} others are stubs shorter than the usable rule's "
         f"{detector.config.min_gait_frames} frames.",
         "",
