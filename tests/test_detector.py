@@ -153,6 +153,8 @@ def test_still_rows_must_be_rows_of_the_detector(tmp_path):
     config.write_text('id = "d"\nstill_rows = [0.08]\nstill_rows_share = 1.5\n[detector]\nextra_rows = [0.08]\n')
     with pytest.raises(GaderError, match="still_rows_share"):
         load_detector_config(config)
+    with pytest.raises(GaderError, match="still_rows_share"):
+        load_detector_config(config, ["still_rows_share=often"])
 
 
 def test_a_training_context_narrower_than_the_receptive_field_is_refused():

@@ -95,7 +95,8 @@ def load_detector_config(path: str | Path, overrides: list[str] | None = None) -
         raise GaderError(f"{path}: synthetic_share must be a number in [0, 1], got {share!r}")
     config = DetectorTrainConfig(detector=detector, **values)
     still_row_channels(config, path)  # names a row the detector does not have
-    if not 0.0 <= config.still_rows_share <= 1.0:
+    still_share = config.still_rows_share
+    if isinstance(still_share, bool) or not (isinstance(still_share, int | float) and 0.0 <= still_share <= 1.0):
         raise GaderError(f"{path}: still_rows_share must be in [0, 1], got {config.still_rows_share!r}")
     return config
 
