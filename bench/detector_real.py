@@ -4,7 +4,7 @@ counts the usable ones, and lists the others with their length and what the dete
 test on the same sequences: how many stay usable when the feet rows (the detector's rows below
 ``FEET_HEIGHT``) are held still as a failed feet segmentation would leave them (``hold_still``, as training
 uses it), and when the rows above the hip are. A detector that reads gait from the feet rows alone loses
-nearly every walker in the first case. Writes the "detector-real" section of docs/models.md.
+most walkers in the first case. Writes the "detector-real" section of docs/models.md.
 
     python -m bench.detector_real [--detector gader-detector] [--config configs/detector/gader-detector.toml]
                                   [--print-only]
@@ -45,7 +45,7 @@ def main() -> None:
     detector = load_detector(args.detector)[0]
     subjects = held_out_subjects(args.data, load_detector_config(args.config))
     dataset = open_dataset(args.data).subset(subjects=subjects)
-    rows = (detector.config.knee_fraction, *detector.config.extra_rows)  # input channel i shows rows[i]
+    rows = detector.config.row_heights  # input channel i shows the row at rows[i]
     stressed = {
         "feet rows": tuple(i for i, height in enumerate(rows) if height < FEET_HEIGHT),
         "rows above the hip": tuple(i for i, height in enumerate(rows) if height > HIP_HEIGHT),

@@ -84,6 +84,12 @@ class DetectorConfig:
         return 1 + len(self.extra_rows) + (RATIO_CHANNELS if self.ratio_inputs else 0)
 
     @property
+    def row_heights(self) -> tuple[float, ...]:
+        """The height above the sole (share of the aligned height) of each row channel: input channel i is the
+        DHS row at ``row_heights[i]`` (the knee row first), the ratio channels follow."""
+        return (self.knee_fraction, *self.extra_rows)
+
+    @property
     def receptive_half_width(self) -> int:
         """Frames each feature column sees on either side (3-wide kernels, dilated in time)."""
         return sum(self.dilations)
@@ -138,7 +144,7 @@ def dhs_of(silhouettes: np.ndarray, config: DetectorConfig, ratios: np.ndarray |
     if silhouettes.shape[2] == 64:
         silhouettes = silhouettes[:, :, 10:-10]
     channels = []
-    for fraction in (config.knee_fraction, *config.extra_rows):
+    for fraction in config.row_heights:
         signature = double_helical_signature(silhouettes, fraction, config.band)  # [w, T]
         if signature.shape[0] != config.width:
             import cv2

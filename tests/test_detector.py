@@ -155,6 +155,9 @@ def test_still_rows_must_be_rows_of_the_detector(tmp_path):
         load_detector_config(config)
     with pytest.raises(GaderError, match="still_rows_share"):
         load_detector_config(config, ["still_rows_share=often"])
+    for key in ("synthetic_share", "derived_share", "blank_ratios"):  # the same check for every share
+        with pytest.raises(GaderError, match=f"{key} must be a number in"):
+            load_detector_config(config, ["still_rows_share=0.1", f"{key}=-0.5"])
 
 
 def test_a_training_context_narrower_than_the_receptive_field_is_refused():

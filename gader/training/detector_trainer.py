@@ -90,20 +90,19 @@ def load_detector_config(path: str | Path, overrides: list[str] | None = None) -
         values["window_range"] = tuple(values["window_range"])
     if "id" not in values:
         raise GaderError(f"{path}: missing 'id'")
-    share = values.get("synthetic_share")
-    if share is not None and not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
-        raise GaderError(f"{path}: synthetic_share must be a number in [0, 1], got {share!r}")
+    # Shares of sequences or of training windows: numbers in [0, 1] (synthetic_share may be left out).
+    for key in ("synthetic_share", "derived_share", "blank_ratios", "still_rows_share"):
+        share = values.get(key)
+        if share is not None and (isinstance(share, bool) or not (isinstance(share, int | float) and 0 <= share <= 1)):
+            raise GaderError(f"{path}: {key} must be a number in [0, 1], got {share!r}")
     config = DetectorTrainConfig(detector=detector, **values)
     still_row_channels(config, path)  # names a row the detector does not have
-    still_share = config.still_rows_share
-    if isinstance(still_share, bool) or not (isinstance(still_share, int | float) and 0.0 <= still_share <= 1.0):
-        raise GaderError(f"{path}: still_rows_share must be in [0, 1], got {config.still_rows_share!r}")
     return config
 
 
 def still_row_channels(config: DetectorTrainConfig, source: str | Path = "detector config") -> tuple[int, ...]:
     """Input channels of ``config.still_rows``: 0 is the knee row, 1.. the extra rows in their order."""
-    rows = (config.detector.knee_fraction, *config.detector.extra_rows)
+    rows = config.detector.row_heights
     missing = [height for height in config.still_rows if not any(abs(height - row) < 1e-9 for row in rows)]
     if missing:
         raise GaderError(
