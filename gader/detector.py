@@ -29,9 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gader.data.record import DETECTOR_CLASSES
-from gader.dhs import KNEE_FRACTION, double_helical_signature
+from gader.dhs import KNEE_FRACTION, signature_rows
 from gader.errors import GaderError
 
 FULL_GAIT = 0  # index of "full-gait" in DETECTOR_CLASSES
@@ -143,15 +144,13 @@ def dhs_of(silhouettes: np.ndarray, config: DetectorConfig, ratios: np.ndarray |
     then the ratio channels when the config has them (``ratio_channels``)."""
     if silhouettes.shape[2] == 64:
         silhouettes = silhouettes[:, :, 10:-10]
-    channels = []
-    for fraction in config.row_heights:
-        signature = double_helical_signature(silhouettes, fraction, config.band)  # [w, T]
-        if signature.shape[0] != config.width:
-            import cv2
+    rows = signature_rows(silhouettes, config.row_heights, config.band)  # [R, w, T]
+    if rows.shape[1] != config.width:
+        import cv2
 
-            signature = cv2.resize(signature, (signature.shape[1], config.width), interpolation=cv2.INTER_AREA)
-        channels.append(signature.astype(np.float32))
-    rows = np.stack(channels)  # [R, W, T]
+        rows = np.stack(
+            [cv2.resize(row, (row.shape[1], config.width), interpolation=cv2.INTER_AREA) for row in rows]
+        )  # [R, W, T]
     if not config.ratio_inputs:
         return rows
     return np.concatenate([rows, ratio_channels(ratios, rows.shape[-1], config.width)])  # [R + 3, W, T]
@@ -209,6 +208,17 @@ class DHSClassifier(nn.Module):
     def forward(self, dhs: torch.Tensor, valid: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor:
         """Training: crops [n, C_in, W, t] with context, valid [n, t], window columns [n, t] -> logits [n, 4]."""
         return self.classify(self.features(dhs, valid), windows)
+
+    def folded(self) -> DHSClassifier:
+        """An inference copy with each batch norm folded into the convolution before it (eval statistics: the
+        same function up to float rounding, about 1e-6, and five fewer passes over the feature maps)."""
+        copy = DHSClassifier(self.config).eval()
+        copy.load_state_dict(self.state_dict())
+        with torch.no_grad():
+            for index, (conv, norm) in enumerate(zip(copy.convs, copy.norms, strict=True)):
+                copy.convs[index] = fuse_conv_bn_eval(conv, norm)
+                copy.norms[index] = nn.Identity()
+        return copy
 
 
 @dataclass
@@ -276,20 +286,36 @@ def _pool_spans(features: torch.Tensor, owner: torch.Tensor, spans: torch.Tensor
     past each one's end), owner [m] (the sequence of each window), spans [m, 2] (start, end exclusive) ->
     [m, C, W'].
 
-    The same numbers as ``DHSClassifier.classify`` with window masks, computed with one sliding max per
-    window length instead of a masked copy of the features per window (about 10x less work at inference,
-    where a sequence has dozens of windows). Scripted, so that the Triton model exported by ``gader export``
-    runs this very function inside its traced graph."""
+    The same numbers as ``DHSClassifier.classify`` with window masks, from a table of running maxima over
+    power-of-two spans (level k, row t: the max of columns t .. t + 2**k - 1, each level built from the one
+    below by doubling): a window of length L is the max of two level-k rows that together cover it exactly,
+    k = floor(log2 L) (they overlap, which a max does not mind). Neither row reads past the window's end, so
+    the padding after a sequence is never seen. About twenty tensor operations for any number of windows and
+    lengths: a third of the time of one sliding max per window length. Scripted, so that the Triton model
+    exported by ``gader export`` runs this very function inside its traced graph."""
     n, channels, width, frames = features.shape
-    columns = features.reshape(n, channels * width, frames)  # [n, C*W', T]
-    lengths = spans[:, 1] - spans[:, 0]
-    pooled = torch.empty(spans.shape[0], channels * width, dtype=features.dtype, device=features.device)
-    distinct: list[int] = torch.unique(lengths).tolist()
-    for length in distinct:
-        chosen = torch.nonzero(lengths == length).flatten()
-        sliding = F.max_pool1d(columns, kernel_size=length, stride=1)  # [n, C*W', T - length + 1]: every start
-        pooled[chosen] = sliding[owner[chosen], :, spans[chosen, 0]]  # [k, C*W']
-    return pooled.reshape(-1, channels, width)
+    if spans.shape[0] == 0:
+        return features.new_empty(0, channels, width)
+    lengths = spans[:, 1] - spans[:, 0]  # [m]
+    longest = int(lengths.max())
+    level = features.reshape(n, channels * width, frames).transpose(1, 2).contiguous()  # level 0: [n, T, C*W']
+    levels: list[torch.Tensor] = [level.reshape(-1, channels * width)]  # level k: [n * (T - 2**k + 1), C*W']
+    starts: list[int] = [0]  # first row of each level in the stacked table
+    level_of = torch.zeros_like(lengths)  # [m] floor(log2 L)
+    half = 1
+    while half * 2 <= longest:
+        level = torch.maximum(level[:, :-half], level[:, half:])  # [n, T - 2 * half + 1, C*W']
+        starts.append(starts[-1] + levels[-1].shape[0])
+        levels.append(level.reshape(-1, channels * width))
+        half *= 2
+        level_of += (lengths >= half).long()
+    table = torch.cat(levels)  # [rows of all levels, C*W']
+    span = torch.bitwise_left_shift(torch.ones_like(level_of), level_of)  # [m] 2**k
+    # row of (level k, sequence, column 0): the level's start + sequence * its columns (T - 2**k + 1)
+    base = torch.tensor(starts, device=spans.device)[level_of] + owner * (frames - span + 1)  # [m]
+    first = table.index_select(0, base + spans[:, 0])  # [m, C*W']: columns start .. start + 2**k - 1
+    last = table.index_select(0, base + spans[:, 1] - span)  # [m, C*W']: columns end - 2**k .. end - 1
+    return torch.maximum(first, last).reshape(-1, channels, width)
 
 
 # TorchScript because the Triton python backend loads the exported detector with torch.jit.load; torch 2.13
@@ -305,21 +331,22 @@ def pool_windows(features: torch.Tensor, positions: list[tuple[int, int]]) -> to
     return pool_spans(features, torch.zeros(len(positions), dtype=torch.long, device=features.device), spans)
 
 
-def _iou(a: tuple[int, int], b: tuple[int, int]) -> float:
-    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union else 0.0
-
-
 def suppress_and_merge(
     positions: list[tuple[int, int]], scores: np.ndarray, config: DetectorConfig
 ) -> tuple[list[Segment], list[int]]:
     """Non-maximum suppression of full-gait windows, then merging of survivors closer than the gap."""
-    candidates = [i for i in np.argsort(-scores) if scores[i] >= config.score_threshold]
-    kept: list[int] = []
-    for index in candidates:
-        if all(_iou(positions[index], positions[other]) <= config.nms_iou for other in kept):
-            kept.append(index)
+    spans = np.asarray(positions, np.int64).reshape(-1, 2)  # [m, 2] (start, end exclusive)
+    order = np.argsort(-scores)
+    candidates = order[scores[order] >= config.score_threshold]  # [c] window indices, best first
+    chosen = spans[candidates]  # [c, 2]
+    overlap = np.minimum(chosen[:, None, 1], chosen[None, :, 1]) - np.maximum(chosen[:, None, 0], chosen[None, :, 0])
+    union = np.maximum(chosen[:, None, 1], chosen[None, :, 1]) - np.minimum(chosen[:, None, 0], chosen[None, :, 0])
+    iou = np.clip(overlap, 0, None) / np.maximum(union, 1)  # [c, c]
+    survives = np.ones(len(candidates), bool)
+    for rank in range(len(candidates)):  # greedy, best first: a survivor removes the worse windows it overlaps
+        if survives[rank]:
+            survives[rank + 1 :] &= iou[rank, rank + 1 :] <= config.nms_iou
+    kept = candidates[survives].tolist()
     segments: list[Segment] = []
     for index in sorted(kept, key=lambda i: positions[i][0]):
         start, end = positions[index][0], positions[index][1] - 1
@@ -340,13 +367,12 @@ def report_from_windows(
     """
     segments, kept = suppress_and_merge(positions, probabilities[:, FULL_GAIT], config)
     # Per frame: mean class probabilities of the windows covering it.
-    totals = np.zeros((frames, len(DETECTOR_CLASSES)), np.float64)
-    counts = np.zeros(frames)
-    for (start, end), p in zip(positions, probabilities, strict=True):
-        totals[start:end] += p
-        counts[start:end] += 1
-    frame_probabilities = (totals / counts[:, None]).astype(np.float32)
-    labels = [DETECTOR_CLASSES[i] for i in frame_probabilities.argmax(axis=1)]
+    spans = np.asarray(positions, np.int64).reshape(-1, 2)  # [m, 2]
+    frame = np.arange(frames)
+    covers = (spans[:, :1] <= frame) & (frame < spans[:, 1:])  # [m, T]
+    totals = covers.T.astype(np.float64) @ probabilities.astype(np.float64)  # [T, 4]
+    frame_probabilities = (totals / covers.sum(axis=0)[:, None]).astype(np.float32)
+    labels = np.asarray(DETECTOR_CLASSES)[frame_probabilities.argmax(axis=1)].tolist()
     gait_frames = sum(s.end - s.start + 1 for s in segments)
     fraction = gait_frames / frames
     usable = fraction >= config.min_gait_fraction and gait_frames >= min(config.min_gait_frames, frames)
@@ -363,13 +389,14 @@ class GaitDetector:
         self.classifier = classifier.eval().to(device)
         self.config = config or classifier.config
         self.device = torch.device(device)
+        self._network = self.classifier.folded().to(device)  # what inference runs; classifier is what is saved
 
     @torch.no_grad()
     def window_probabilities(self, dhs: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
         """DHS [C_in, W, T] and windows -> class probabilities [m, 4]; one feature pass for all windows."""
-        features = self.classifier.features(torch.from_numpy(dhs)[None].to(self.device))  # [1, C, W', T]
+        features = self._network.features(torch.from_numpy(dhs)[None].to(self.device))  # [1, C, W', T]
         pooled = pool_windows(features, positions)  # [m, C, W']
-        logits = self.classifier.mlp(pooled.flatten(1))
+        logits = self._network.mlp(pooled.flatten(1))
         return torch.softmax(logits, dim=1).cpu().numpy()
 
     def detect(self, silhouettes: np.ndarray, ratios: np.ndarray | None = None) -> DetectionReport:

@@ -28,14 +28,23 @@ def double_helical_signature(
 
     ``band`` > 1 averages that many rows centred on the knee row (less sensitive to segmentation noise).
     """
+    return signature_rows(silhouettes, (knee_fraction,), band)[0]
+
+
+def signature_rows(silhouettes: np.ndarray, fractions: tuple[float, ...], band: int = 1) -> np.ndarray:
+    """Aligned silhouettes [T, H, W] -> one DHS per height float32 [R, W, T] in [0, 1], row r at
+    ``fractions[r]`` of the height above the sole (each a band of ``band`` rows, as
+    ``double_helical_signature``). One gather for all heights: the detector reads eight of them per sequence,
+    and reading them one by one cost more than its network's first layer."""
     silhouettes = np.asarray(silhouettes)
     if silhouettes.ndim != 3:
         raise DataFormatError(f"silhouettes must be [T, H, W], got shape {silhouettes.shape}")
     if band < 1:
         raise DataFormatError(f"band must be at least 1 row, got {band}")
     height = silhouettes.shape[1]
-    row = knee_row(height, knee_fraction)
-    first = min(max(row - (band - 1) // 2, 0), height - band)
-    rows = silhouettes[:, first : first + band, :].astype(np.float32)  # [T, band, W]
+    firsts = [min(max(knee_row(height, f) - (band - 1) // 2, 0), height - band) for f in fractions]
+    indices = (np.asarray(firsts)[:, None] + np.arange(band)).ravel()  # [R * band]
+    rows = silhouettes[:, indices, :].astype(np.float32)  # [T, R * band, W]
+    rows = rows.reshape(rows.shape[0], len(fractions), band, rows.shape[2]).mean(axis=2)  # [T, R, W]
     scale = 1.0 if silhouettes.dtype == bool or silhouettes.max(initial=0) <= 1 else 255.0
-    return (rows.mean(axis=1) / scale).T  # [W, T]
+    return np.ascontiguousarray((rows / scale).transpose(1, 2, 0))  # [R, W, T]

@@ -16,10 +16,12 @@ from gader.detector import (
     GaitDetector,
     dhs_of,
     ratio_channels,
+    report_from_windows,
     suppress_and_merge,
+    window_masks,
     window_positions,
 )
-from gader.dhs import double_helical_signature, knee_row
+from gader.dhs import double_helical_signature, knee_row, signature_rows
 from gader.errors import GaderError
 from gader.training.detector_data import (
     LabelledDHS,
@@ -40,6 +42,20 @@ def test_dhs_is_the_knee_row_over_time():
     assert knee_row(64) == 48  # a quarter of the height from the bottom
     with pytest.raises(GaderError):
         double_helical_signature(frames, band=0)
+
+
+def test_signature_rows_average_each_band_of_rows_at_each_height():
+    frames = np.random.default_rng(0).integers(0, 256, (7, 64, 44)).astype(np.uint8)
+    heights = (0.25, 0.08, 0.8)
+    rows = signature_rows(frames, heights, band=3)  # [3, 44, 7]
+    assert rows.shape == (3, 44, 7) and rows.flags.c_contiguous
+    for signature, height in zip(rows, heights, strict=True):
+        centre = knee_row(64, height)
+        expected = frames[:, centre - 1 : centre + 2, :].astype(np.float64).mean(axis=1).T / 255.0  # [44, 7]
+        np.testing.assert_allclose(signature, expected, atol=1e-6)
+    np.testing.assert_array_equal(rows[0], double_helical_signature(frames, 0.25, band=3))
+    binary = frames > 127  # bool silhouettes: no 255 scale
+    np.testing.assert_allclose(signature_rows(binary, (0.5,))[0], binary[:, knee_row(64, 0.5), :].T.astype(np.float32))
 
 
 def test_windows_cover_every_frame_including_the_tail():
@@ -64,6 +80,67 @@ def test_nms_and_merge_by_hand():
     assert [(s.start, s.end) for s in segments] == [(0, 9), (14, 23), (40, 49)]
     merged, _ = suppress_and_merge(positions, scores, DetectorConfig(merge_gap=4))
     assert (merged[0].start, merged[0].end, round(merged[0].score, 2)) == (0, 23, 0.9)
+
+
+def _greedy_nms(positions, scores, threshold, nms_iou):
+    """Non-maximum suppression written the plain way (a reference for the vectorised one)."""
+    kept = []
+    for index in sorted(range(len(scores)), key=lambda i: -scores[i]):
+        if scores[index] < threshold:
+            continue
+        (a0, a1) = positions[index]
+        ious = [
+            max(0, min(a1, b1) - max(a0, b0)) / (max(a1, b1) - min(a0, b0)) for b0, b1 in (positions[k] for k in kept)
+        ]
+        if all(iou <= nms_iou for iou in ious):
+            kept.append(index)
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_keeps_what_plain_greedy_suppression_keeps(seed):
+    rng = np.random.default_rng(seed)
+    config = DetectorConfig(score_threshold=0.4, nms_iou=0.5)
+    positions = window_positions(int(rng.integers(20, 150)), config)
+    scores = rng.random(len(positions))  # distinct: the order of the candidates is the same for both
+    _, kept = suppress_and_merge(positions, scores, config)
+    assert kept == _greedy_nms(positions, scores, 0.4, 0.5)
+
+
+def test_each_frame_gets_the_mean_probabilities_of_the_windows_over_it():
+    rng = np.random.default_rng(0)
+    config = DetectorConfig()
+    positions = window_positions(50, config)
+    probabilities = rng.dirichlet(np.ones(4), len(positions)).astype(np.float32)  # [m, 4]
+    report = report_from_windows(50, positions, probabilities, config)
+    for frame in (0, 17, 49):
+        covering = [p for (start, end), p in zip(positions, probabilities, strict=True) if start <= frame < end]
+        np.testing.assert_allclose(report.frame_probabilities[frame], np.mean(covering, axis=0), rtol=1e-6)
+    assert report.frame_labels[17] == ("full-gait", "full-standing", "partial-gait", "partial-standing")[
+        int(report.frame_probabilities[17].argmax())
+    ]
+
+
+def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_probabilities():
+    torch.manual_seed(0)
+    config = DetectorConfig(extra_rows=(0.08,), dilations=(1, 2, 4, 8, 8), context=23)
+    classifier = DHSClassifier(config)
+    for norm in classifier.norms:  # statistics and affine terms far from the identity a fresh norm starts as
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.2, 3)
+        norm.weight.data.uniform_(0.5, 2)
+        norm.bias.data.uniform_(-1, 1)
+    classifier.eval()
+    dhs = np.random.default_rng(0).random((config.input_channels, 44, 70), dtype=np.float32)
+    positions = window_positions(70, config)
+    with torch.no_grad():
+        unfolded = torch.softmax(
+            classifier.classify(classifier.features(torch.from_numpy(dhs)[None]), window_masks(70, positions)), dim=1
+        ).numpy()
+    detector = GaitDetector(classifier, config)
+    np.testing.assert_allclose(detector.window_probabilities(dhs, positions), unfolded, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector._network.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.classifier.modules())  # what is saved
 
 
 @pytest.mark.parametrize(
