@@ -66,8 +66,11 @@ def main() -> None:
         probabilities = detector.window_probabilities(dhs, positions)
         stages = (
             timed(lambda r=record: dhs_of(r.silhouettes, detector.config), args.repeats),
-            timed(lambda: detector.window_probabilities(dhs, positions), args.repeats),
-            timed(lambda: report_from_windows(record.frames, positions, probabilities, detector.config), args.repeats),
+            timed(lambda d=dhs, w=positions: detector.window_probabilities(d, w), args.repeats),
+            timed(
+                lambda t=record.frames, w=positions, p=probabilities: report_from_windows(t, w, p, detector.config),
+                args.repeats,
+            ),
         )
         shipped_ms = timed(lambda r=record: shipped.embed_frames(r), args.repeats)
         full_ms = timed(lambda r=record: full.embed_frames(r), 1)
