@@ -25,6 +25,7 @@ from gader.dhs import double_helical_signature, knee_row, signature_rows
 from gader.errors import GaderError
 from gader.training.detector_data import (
     LabelledDHS,
+    contaminated_walk,
     hold_still,
     real_partial,
     real_standing,
@@ -116,9 +117,12 @@ def test_each_frame_gets_the_mean_probabilities_of_the_windows_over_it():
     for frame in (0, 17, 49):
         covering = [p for (start, end), p in zip(positions, probabilities, strict=True) if start <= frame < end]
         np.testing.assert_allclose(report.frame_probabilities[frame], np.mean(covering, axis=0), rtol=1e-6)
-    assert report.frame_labels[17] == ("full-gait", "full-standing", "partial-gait", "partial-standing")[
-        int(report.frame_probabilities[17].argmax())
-    ]
+    assert (
+        report.frame_labels[17]
+        == ("full-gait", "full-standing", "partial-gait", "partial-standing")[
+            int(report.frame_probabilities[17].argmax())
+        ]
+    )
 
 
 def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_probabilities():
@@ -257,6 +261,35 @@ def test_real_derived_partial_and_standing_examples(casia_train):
     moving = np.abs(np.diff(double_helical_signature(record.silhouettes), axis=1)).mean()
     still = np.abs(np.diff(double_helical_signature(standing.silhouettes), axis=1)).mean()
     assert still < 0.5 * moving
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_contaminated_real_walk_keeps_a_labelled_stretch_of_the_walk(casia_train, seed):
+    record = open_dataset(casia_train).load("002/bg-01/054")
+    cut = contaminated_walk(record, np.random.default_rng(seed), 0.5)
+    assert cut is not None and cut.subject == "002" and cut.condition == "bg-01"
+    walking = cut.labels.gait & cut.labels.full_body
+    standing = ~cut.labels.gait & cut.labels.full_body
+    partial = cut.labels.gait & ~cut.labels.full_body
+    assert walking.sum() == record.frames - round(0.5 * record.frames) and standing.any() and partial.any()
+    assert cut.frames <= record.frames  # pretreatment may drop an empty cut frame, never adds one
+    # The walk is one unbroken run of the original frames, with standing on one side and the partial body on the other.
+    runs = np.flatnonzero(np.diff(walking.astype(int)))
+    assert len(runs) == 2
+    first = int(np.flatnonzero(walking)[0])
+    matches = [
+        s
+        for s in range(record.frames - walking.sum() + 1)
+        if np.array_equal(record.silhouettes[s : s + walking.sum()], cut.silhouettes[walking])
+    ]
+    assert matches, "the kept walk is not a stretch of the original frames"
+    assert standing[:first].all() or partial[:first].all()
+    assert (
+        contaminated_walk(
+            record.__class__("002", "bg-01", "054", record.silhouettes[:1]), np.random.default_rng(0), 0.5
+        )
+        is None
+    )
 
 
 def _train(tmp_path, synth_wild, casia_train=None, extra: str = ""):

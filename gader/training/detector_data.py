@@ -110,6 +110,43 @@ def real_standing(
     )
 
 
+def contaminated_walk(record: SequenceRecord, rng: np.random.Generator, share: float) -> SequenceRecord | None:
+    """A real walk cut short, for evaluating GADER on real people: ``share`` of its frames give way to a
+    standing stretch of the same person (``real_standing``) and to the frames it did not keep cut at hip or
+    chest height (``real_partial``), one before and one after the kept walk, in random order. The length stays
+    that of the walk; the labels say which frames are full-body walking. None when the walk is too short to
+    cut (or a part comes out empty)."""
+    frames = record.frames
+    replaced = round(share * frames)
+    kept = frames - replaced
+    if kept < 1 or replaced < 2:
+        return None
+    start = int(rng.integers(0, replaced + 1))
+    walk = record.silhouettes[start : start + kept]  # [kept, 64, W]
+    rest = np.concatenate([record.silhouettes[:start], record.silhouettes[start + kept :]])  # [replaced, 64, W]
+    standing_frames = round(replaced * rng.uniform(0.3, 0.7))
+    partial_source = SequenceRecord(record.subject, record.condition, record.view, rest[: replaced - standing_frames])
+    standing = real_standing(record, rng, frames=standing_frames) if standing_frames else None
+    partial = real_partial(partial_source, rng) if replaced > standing_frames else None
+    if standing is None or partial is None:
+        return None
+    parts = [(standing.silhouettes, False, True), (walk, True, True), (partial.silhouettes, True, False)]
+    if rng.random() < 0.5:  # partial first (walked out from behind something), standing last (stopped)
+        parts.reverse()
+    width = walk.shape[2]
+    silhouettes = np.concatenate([p if p.shape[2] == width else p[:, :, 10:-10] for p, _, _ in parts])
+    gait = np.concatenate([np.full(len(p), g) for p, g, _ in parts])
+    full_body = np.concatenate([np.full(len(p), f) for p, _, f in parts])
+    return SequenceRecord(
+        record.subject,
+        record.condition,
+        record.view,
+        silhouettes,
+        labels=FrameLabels(gait=gait, full_body=full_body),
+        source=f"{record.source} ({100 * replaced / frames:.0f} % standing / partial)",
+    )
+
+
 def labelled(record: SequenceRecord, config: DetectorConfig, source: str) -> LabelledDHS:
     """DHS and per-frame classes; unlabelled real walking data is full body + gait throughout."""
     classes = record.labels.classes if record.labels is not None else np.zeros(record.frames, np.int64)
