@@ -39,6 +39,11 @@ class PipelineConfig:
     use_ratios: bool = True
     gait_weight: float = 0.8  # fusion weight of gait when both modalities exist
     fallback_whole_sequence: bool = False  # not usable: embed every frame instead of returning no embedding
+    # Embed only the segment frames that their own label calls full-gait (DetectionReport.walking_mask), not every
+    # frame of the merged windows. Held-out SynthGait wild people: 97 % of the frames embedded are full-body
+    # walking instead of 86 %, at 95 % of the walking frames instead of 98 %. A usable sequence is never turned away
+    # by it: with fewer than min_frames left, the whole segments are embedded.
+    trim_to_frame_labels: bool = True
 
 
 @dataclass
@@ -81,13 +86,18 @@ def fuse(a: PipelineResult, b: PipelineResult, gait_weight: float = 0.8) -> floa
 def route(frames: int, detection: DetectionReport | None, config: PipelineConfig) -> tuple[np.ndarray, bool]:
     """Which frames go to GAR (bool [T]) and whether the sequence is usable at all.
 
-    Without a detection every frame is gait. With one: the detected segments, if the detector calls the
-    sequence usable and they hold enough frames; else nothing (or, with ``fallback_whole_sequence``, all).
+    Without a detection every frame is gait. With one: the detected segments (their frames labelled full-gait,
+    with ``trim_to_frame_labels``), if the detector calls the sequence usable and they hold enough frames; else
+    nothing (or, with ``fallback_whole_sequence``, all).
     Shared by in-process and Triton inference.
     """
     if detection is None:
         return np.ones(frames, bool), frames >= config.min_frames
     gait = detection.gait_mask
+    if config.trim_to_frame_labels:
+        walking = detection.walking_mask
+        if int(walking.sum()) >= config.min_frames:
+            gait = walking
     usable = detection.usable and int(gait.sum()) >= config.min_frames
     if not usable and config.fallback_whole_sequence and frames >= config.min_frames:
         return np.ones(frames, bool), True

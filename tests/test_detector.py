@@ -108,14 +108,20 @@ def test_nms_keeps_what_plain_greedy_suppression_keeps(seed):
     assert kept == _greedy_nms(positions, scores, 0.4, 0.5)
 
 
-def test_each_frame_gets_the_mean_probabilities_of_the_windows_over_it():
+@pytest.mark.parametrize("voting", ["shortest", "all"])
+def test_each_frame_gets_the_mean_probabilities_of_the_windows_over_it(voting):
     rng = np.random.default_rng(0)
-    config = DetectorConfig()
+    config = DetectorConfig(frame_label_windows=voting)
     positions = window_positions(50, config)
+    shortest = min(end - start for start, end in positions)
     probabilities = rng.dirichlet(np.ones(4), len(positions)).astype(np.float32)  # [m, 4]
     report = report_from_windows(50, positions, probabilities, config)
     for frame in (0, 17, 49):
-        covering = [p for (start, end), p in zip(positions, probabilities, strict=True) if start <= frame < end]
+        covering = [
+            p
+            for (start, end), p in zip(positions, probabilities, strict=True)
+            if start <= frame < end and (voting == "all" or end - start == shortest)
+        ]
         np.testing.assert_allclose(report.frame_probabilities[frame], np.mean(covering, axis=0), rtol=1e-6)
     assert (
         report.frame_labels[17]
@@ -123,6 +129,30 @@ def test_each_frame_gets_the_mean_probabilities_of_the_windows_over_it():
             int(report.frame_probabilities[17].argmax())
         ]
     )
+    with pytest.raises(GaderError, match="frame_label_windows"):
+        DetectorConfig(frame_label_windows="longest")
+
+
+def test_recognition_gets_only_the_segment_frames_labelled_full_gait():
+    """A 36-frame window with walking in most of it is called gait as a whole; the short windows over its first
+    frames see a person standing, so those frames stay out of what GAR embeds (they stay in the segment)."""
+    from gader.pipeline import PipelineConfig, route
+
+    config = DetectorConfig(window_lengths=(12, 36), stride=12, merge_gap=0)
+    positions = window_positions(36, config)  # (0, 12), (12, 24), (24, 36), (0, 36)
+    gait, standing = [0.9, 0.05, 0.03, 0.02], [0.1, 0.85, 0.03, 0.02]
+    by_window = {(0, 12): standing, (12, 24): gait, (24, 36): gait, (0, 36): gait}
+    report = report_from_windows(36, positions, np.array([by_window[p] for p in positions], np.float32), config)
+    assert [(s.start, s.end) for s in report.segments] == [(0, 35)] and report.usable
+    assert report.frame_labels[:12] == ["full-standing"] * 12
+    np.testing.assert_array_equal(report.walking_mask, np.arange(36) >= 12)
+    frames, usable = route(36, report, PipelineConfig())
+    assert usable and np.array_equal(frames, np.arange(36) >= 12)
+    frames, _ = route(36, report, PipelineConfig(trim_to_frame_labels=False))
+    assert frames.all()
+    # Trimming never turns a usable sequence away: with too few walking frames left, the segments go whole.
+    frames, usable = route(36, report, PipelineConfig(min_frames=30))
+    assert usable and frames.all()
 
 
 def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_probabilities():
@@ -350,8 +380,11 @@ def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_trai
     )
     report = json.loads(held_out.stdout)
     assert report["synthetic"]["sequences"] == card["metrics"]["synthetic"]["sequences"] < 8
-    for key in ("frame_accuracy", "sequence_accuracy"):  # no random windows in these: the same numbers
+    for key in ("frame_accuracy", "sequence_accuracy", "walking_frames"):  # no random windows: the same numbers
         assert report["synthetic"][key] == card["metrics"]["synthetic"][key], key
+    walking = report["synthetic"]["walking_frames"]
+    # Trimming the segments to their frames labelled full-gait can only drop frames: recall never rises.
+    assert walking["walking_mask"]["recall"] <= walking["segments"]["recall"]
     sequence = next((synth_wild / "sequences").rglob("*.npz"))
     result = subprocess.run(
         [

@@ -77,6 +77,7 @@ def eval_detector(
         "frame acc. whole DHS %",
         "sequence acc. %",
         "sequence acc. whole DHS %",
+        "walking frames to GAR: precision / recall %",
     ):
         table.add_column(column, justify="right")
     for name, row in report.items():
@@ -88,6 +89,8 @@ def eval_detector(
             f"{row['frame_accuracy_whole_dhs']:.1f}",
             f"{row['sequence_accuracy']:.1f}",
             f"{row['sequence_accuracy_whole_dhs']:.1f}",
+            f"{row['walking_frames']['walking_mask']['precision']:.1f} / "
+            f"{row['walking_frames']['walking_mask']['recall']:.1f}",
         )
     console.print(table)
 

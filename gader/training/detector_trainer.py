@@ -280,7 +280,8 @@ def sequence_truth(classes: np.ndarray, config: DetectorConfig) -> bool:
 
 
 def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.random.Generator) -> dict[str, Any]:
-    """Window accuracy (+ confusion), per-frame accuracy and sequence accuracy, split windows vs whole DHS,
+    """Window accuracy (+ confusion), per-frame accuracy and sequence accuracy, split windows vs whole DHS, and
+    how much of what the segments (and the frames recognition gets from them) hold is full-body walking,
     overall and separately for synthetic and real sources."""
     report: dict[str, Any] = {}
     groups = {
@@ -297,8 +298,14 @@ def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.ran
             continue
         accuracy, confusion = window_accuracy(detector, group, rng)
         frame_hits = frame_total = split_hits = whole_hits = whole_frame_hits = 0
+        # Full-body walking frames among the frames inside segments and among those recognition gets (the
+        # segment frames labelled full-gait): [walking found, frames picked, walking frames in all]
+        picked = {"segments": np.zeros(3, np.int64), "walking_mask": np.zeros(3, np.int64)}
         for item in group:
             result = detector.detect_dhs(item.dhs)
+            walking = item.classes == FULL_GAIT
+            for key, mask in (("segments", result.gait_mask), ("walking_mask", result.walking_mask)):
+                picked[key] += [int((mask & walking).sum()), int(mask.sum()), int(walking.sum())]
             predicted = np.array([DETECTOR_CLASSES.index(label) for label in result.frame_labels])
             frame_hits += int((predicted == item.classes).sum())
             frame_total += len(item.classes)
@@ -314,6 +321,13 @@ def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.ran
             "frame_accuracy_whole_dhs": round(100 * whole_frame_hits / frame_total, 2),
             "sequence_accuracy": round(100 * split_hits / len(group), 2),
             "sequence_accuracy_whole_dhs": round(100 * whole_hits / len(group), 2),
+            "walking_frames": {
+                key: {
+                    "precision": round(100 * found / max(chosen, 1), 2),
+                    "recall": round(100 * found / max(total, 1), 2),
+                }
+                for key, (found, chosen, total) in picked.items()
+            },
             "confusion": {"classes": list(DETECTOR_CLASSES), "rows_truth": confusion.tolist()},
         }
     return report
