@@ -73,7 +73,9 @@ class DetectionOut(BaseModel):
     usable: bool = Field(description="Whether the sequence holds enough full-body walking to recognise gait.")
     gait_fraction: float = Field(description="Share of frames inside gait segments (0-1).")
     frames: int
-    gait_frames: int
+    gait_frames: int = Field(
+        description="Frames inside gait segments; recognition embeds those of them labelled full-gait in frame_labels."
+    )
     segments: list[Segment]
     frame_labels: list[str] = Field(
         description="Per frame: full-gait, full-standing, partial-gait or partial-standing."
