@@ -321,18 +321,28 @@ def _pool_spans(features: torch.Tensor, owner: torch.Tensor, spans: torch.Tensor
         return features.new_empty(0, channels, width)
     lengths = spans[:, 1] - spans[:, 0]  # [m]
     longest = int(lengths.max())
-    level = features.reshape(n, channels * width, frames).transpose(1, 2).contiguous()  # level 0: [n, T, C*W']
-    levels: list[torch.Tensor] = [level.reshape(-1, channels * width)]  # level k: [n * (T - 2**k + 1), C*W']
-    starts: list[int] = [0]  # first row of each level in the stacked table
     level_of = torch.zeros_like(lengths)  # [m] floor(log2 L)
-    half = 1
-    while half * 2 <= longest:
-        level = torch.maximum(level[:, :-half], level[:, half:])  # [n, T - 2 * half + 1, C*W']
-        starts.append(starts[-1] + levels[-1].shape[0])
-        levels.append(level.reshape(-1, channels * width))
-        half *= 2
-        level_of += (lengths >= half).long()
-    table = torch.cat(levels)  # [rows of all levels, C*W']
+    top = 0
+    while (2 << top) <= longest:
+        top += 1
+        level_of += (lengths >= (1 << top)).long()
+    needed = [False] * (top + 1)  # only the levels some window reads are kept (default windows: 4 and 5)
+    present: list[int] = torch.unique(level_of).tolist()
+    for k in present:
+        needed[k] = True
+    level = features.reshape(n, channels * width, frames).transpose(1, 2).contiguous()  # level 0: [n, T, C*W']
+    kept: list[torch.Tensor] = []  # the needed levels, each [n * (T - 2**k + 1), C*W']
+    starts = [0] * (top + 1)  # first row of each kept level in the stacked table
+    rows = 0
+    for k in range(top + 1):
+        if k > 0:
+            half = 1 << (k - 1)
+            level = torch.maximum(level[:, :-half], level[:, half:])  # [n, T - 2**k + 1, C*W']
+        if needed[k]:
+            starts[k] = rows
+            kept.append(level.reshape(-1, channels * width))
+            rows += kept[-1].shape[0]
+    table = kept[0] if len(kept) == 1 else torch.cat(kept)  # [rows of the kept levels, C*W']
     span = torch.bitwise_left_shift(torch.ones_like(level_of), level_of)  # [m] 2**k
     # row of (level k, sequence, column 0): the level's start + sequence * its columns (T - 2**k + 1)
     base = torch.tensor(starts, device=spans.device)[level_of] + owner * (frames - span + 1)  # [m]
@@ -362,13 +372,13 @@ def suppress_and_merge(
     order = np.argsort(-scores)
     candidates = order[scores[order] >= config.score_threshold]  # [c] window indices, best first
     chosen = spans[candidates]  # [c, 2]
-    overlap = np.minimum(chosen[:, None, 1], chosen[None, :, 1]) - np.maximum(chosen[:, None, 0], chosen[None, :, 0])
-    union = np.maximum(chosen[:, None, 1], chosen[None, :, 1]) - np.minimum(chosen[:, None, 0], chosen[None, :, 0])
-    iou = np.clip(overlap, 0, None) / np.maximum(union, 1)  # [c, c]
     survives = np.ones(len(candidates), bool)
     for rank in range(len(candidates)):  # greedy, best first: a survivor removes the worse windows it overlaps
         if survives[rank]:
-            survives[rank + 1 :] &= iou[rank, rank + 1 :] <= config.nms_iou
+            rest = chosen[rank + 1 :]  # [c - rank - 1, 2]
+            overlap = np.minimum(chosen[rank, 1], rest[:, 1]) - np.maximum(chosen[rank, 0], rest[:, 0])
+            union = np.maximum(chosen[rank, 1], rest[:, 1]) - np.minimum(chosen[rank, 0], rest[:, 0])
+            survives[rank + 1 :] &= np.clip(overlap, 0, None) / np.maximum(union, 1) <= config.nms_iou
     kept = candidates[survives].tolist()
     segments: list[Segment] = []
     for index in sorted(kept, key=lambda i: positions[i][0]):
@@ -389,16 +399,27 @@ def report_from_windows(
     Shared by in-process inference and by the Triton client, which only moves the network elsewhere.
     """
     segments, kept = suppress_and_merge(positions, probabilities[:, FULL_GAIT], config)
-    # Per frame: mean class probabilities of the windows covering it (of the shortest length, by default).
+    # Per frame: mean class probabilities of the windows covering it (of the shortest length, by default),
+    # summed with a difference array: linear in windows and frames.
     spans = np.asarray(positions, np.int64).reshape(-1, 2)  # [m, 2]
-    frame = np.arange(frames)
-    covers = (spans[:, :1] <= frame) & (frame < spans[:, 1:])  # [m, T]
+    weights = probabilities.astype(np.float64)  # [m, 4]
+
+    def window_sums(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sum of the chosen windows' probabilities [T, 4] and their count [T], per frame."""
+        delta = np.zeros((frames + 1, weights.shape[1] + 1))
+        values = np.concatenate([weights[chosen], np.ones((int(chosen.sum()), 1))], axis=1)  # [k, 5]
+        np.add.at(delta, spans[chosen, 0], values)
+        np.add.at(delta, spans[chosen, 1], -values)
+        sums = np.cumsum(delta, axis=0)[:frames]  # [T, 5]
+        return sums[:, :-1], np.rint(sums[:, -1])
+
+    totals, counts = window_sums(np.ones(len(spans), bool))
     if config.frame_label_windows == "shortest":
         lengths = spans[:, 1] - spans[:, 0]
-        shortest = covers & (lengths == lengths.min())[:, None]
-        covers = np.where(shortest.any(axis=0), shortest, covers)  # every frame has one; all windows if not
-    totals = covers.T.astype(np.float64) @ probabilities.astype(np.float64)  # [T, 4]
-    frame_probabilities = (totals / covers.sum(axis=0)[:, None]).astype(np.float32)
+        short_totals, short_counts = window_sums(lengths == lengths.min())
+        has_short = short_counts > 0  # every frame has one; all windows for any that does not
+        totals[has_short], counts[has_short] = short_totals[has_short], short_counts[has_short]
+    frame_probabilities = (totals / counts[:, None]).astype(np.float32)
     classes = frame_probabilities.argmax(axis=1)  # [T]
     labels = np.asarray(DETECTOR_CLASSES)[classes].tolist()
     gait_frames = sum(s.end - s.start + 1 for s in segments)

@@ -8,7 +8,7 @@ from gader.data import open_dataset
 from gader.detector import DetectorConfig, DHSClassifier, GaitDetector
 from gader.gar import GAR, GARConfig
 from gader.model_io import ModelCard, load_detector, load_model, save_detector, save_model
-from gader.pipeline import GaderPipeline, PipelineConfig, PipelineResult, fuse, part_cosine
+from gader.pipeline import GaderPipeline, PipelineConfig, PipelineResult, fuse, part_cosine, route
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_gait_frames_go_to_gar_and_the_rest_to_the_rgb_branch(artifacts, synth_w
     pipeline = GaderPipeline.load(artifacts / "model", artifacts / "detector")
     record = open_dataset(synth_wild).load(0)
     result = pipeline.process(record)
-    gait = result.detection.gait_mask
+    gait, usable = route(record.frames, result.detection, pipeline.config)  # the segments' frames labelled full-gait
+    assert usable and gait.any() and not (gait & ~result.detection.gait_mask).any()
     assert result.gait_frames == int(gait.sum()) > 0
     expected = pipeline.embed_frames(record.select(gait))
     assert np.allclose(result.embedding, expected, atol=1e-6)

@@ -113,9 +113,9 @@ def real_standing(
 def contaminated_walk(record: SequenceRecord, rng: np.random.Generator, share: float) -> SequenceRecord | None:
     """A real walk cut short, for evaluating GADER on real people: ``share`` of its frames give way to a
     standing stretch of the same person (``real_standing``) and to the frames it did not keep cut at hip or
-    chest height (``real_partial``), one before and one after the kept walk, in random order. The length stays
-    that of the walk; the labels say which frames are full-body walking. None when the walk is too short to
-    cut (or a part comes out empty)."""
+    chest height (``real_partial``), one before and one after the kept walk, in random order. About as long as
+    the walk (pretreatment may drop a cut frame left empty); the labels say which frames are full-body
+    walking. None when the walk is too short to cut (or a part comes out empty)."""
     frames = record.frames
     replaced = round(share * frames)
     kept = frames - replaced

@@ -74,7 +74,8 @@ class DetectionOut(BaseModel):
     gait_fraction: float = Field(description="Share of frames inside gait segments (0-1).")
     frames: int
     gait_frames: int = Field(
-        description="Frames inside gait segments; recognition embeds those of them labelled full-gait in frame_labels."
+        description="Frames inside gait segments. Recognition embeds those of them labelled full-gait in "
+        "frame_labels (all of them when fewer than 3 are)."
     )
     segments: list[Segment]
     frame_labels: list[str] = Field(
