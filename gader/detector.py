@@ -365,20 +365,29 @@ def pool_windows(features: torch.Tensor, positions: list[tuple[int, int]]) -> to
 
 
 def suppress_and_merge(
-    positions: list[tuple[int, int]], scores: np.ndarray, config: DetectorConfig
+    positions: list[tuple[int, int]], scores: np.ndarray, config: DetectorConfig, dense_limit: int = 2048
 ) -> tuple[list[Segment], list[int]]:
-    """Non-maximum suppression of full-gait windows, then merging of survivors closer than the gap."""
+    """Non-maximum suppression of full-gait windows, then merging of survivors closer than the gap.
+
+    Up to ``dense_limit`` candidates, one IoU matrix (fast; at most 32 MB); beyond that (sequences far longer
+    than the service's 2,000 frames), one row per survivor, in memory linear in the windows."""
     spans = np.asarray(positions, np.int64).reshape(-1, 2)  # [m, 2] (start, end exclusive)
     order = np.argsort(-scores)
     candidates = order[scores[order] >= config.score_threshold]  # [c] window indices, best first
     chosen = spans[candidates]  # [c, 2]
+
+    def iou(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """[r, 2] and [o, 2] spans -> [r, o] intersection over union."""
+        overlap = np.minimum(rows[:, None, 1], others[None, :, 1]) - np.maximum(rows[:, None, 0], others[None, :, 0])
+        union = np.maximum(rows[:, None, 1], others[None, :, 1]) - np.minimum(rows[:, None, 0], others[None, :, 0])
+        return np.clip(overlap, 0, None) / np.maximum(union, 1)
+
+    dense = iou(chosen, chosen) if len(chosen) <= dense_limit else None  # [c, c]
     survives = np.ones(len(candidates), bool)
     for rank in range(len(candidates)):  # greedy, best first: a survivor removes the worse windows it overlaps
         if survives[rank]:
-            rest = chosen[rank + 1 :]  # [c - rank - 1, 2]
-            overlap = np.minimum(chosen[rank, 1], rest[:, 1]) - np.maximum(chosen[rank, 0], rest[:, 0])
-            union = np.maximum(chosen[rank, 1], rest[:, 1]) - np.minimum(chosen[rank, 0], rest[:, 0])
-            survives[rank + 1 :] &= np.clip(overlap, 0, None) / np.maximum(union, 1) <= config.nms_iou
+            row = dense[rank, rank + 1 :] if dense is not None else iou(chosen[rank : rank + 1], chosen[rank + 1 :])[0]
+            survives[rank + 1 :] &= row <= config.nms_iou
     kept = candidates[survives].tolist()
     segments: list[Segment] = []
     for index in sorted(kept, key=lambda i: positions[i][0]):
@@ -406,10 +415,12 @@ def report_from_windows(
 
     def window_sums(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sum of the chosen windows' probabilities [T, 4] and their count [T], per frame."""
-        delta = np.zeros((frames + 1, weights.shape[1] + 1))
         values = np.concatenate([weights[chosen], np.ones((int(chosen.sum()), 1))], axis=1)  # [k, 5]
-        np.add.at(delta, spans[chosen, 0], values)
-        np.add.at(delta, spans[chosen, 1], -values)
+        starts, ends = spans[chosen, 0], spans[chosen, 1]
+        delta = np.stack(  # [T + 1, 5]: + at each window's start, - past its end
+            [np.bincount(starts, column, frames + 1) - np.bincount(ends, column, frames + 1) for column in values.T],
+            axis=1,
+        )
         sums = np.cumsum(delta, axis=0)[:frames]  # [T, 5]
         return sums[:, :-1], np.rint(sums[:, -1])
 

@@ -106,6 +106,7 @@ def test_nms_keeps_what_plain_greedy_suppression_keeps(seed):
     scores = rng.random(len(positions))  # distinct: the order of the candidates is the same for both
     _, kept = suppress_and_merge(positions, scores, config)
     assert kept == _greedy_nms(positions, scores, 0.4, 0.5)
+    assert suppress_and_merge(positions, scores, config, dense_limit=0)[1] == kept  # the row-by-row path
 
 
 @pytest.mark.parametrize("voting", ["shortest", "all"])
