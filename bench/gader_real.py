@@ -8,7 +8,7 @@ same people as a recogniser trained with ``data.val_subjects=37``:
     gader train gar --config configs/gar/casia-b-gaitbase-cpu.toml --set data.val_subjects=37 \\
         --set optim.iterations=2000 --set "optim.milestones=[1400, 1800]" --set id=casia-b-held-out-37 \\
         --out runs/casia-b-held-out-37   # 38.6 min on 2 cores; held-out rank-1 NM 78.6 / BG 67.6 / CL 50.3 %
-    python -m bench.gader_real --model runs/casia-b-held-out-37/model [--detector gader-detector]
+    python -m bench.gader_real --model runs/casia-b-held-out-37/model [--detector gader-detector] [--config C]
         [--share 0.3 0.7] [--seed 0] [--print-only]
 
 CASIA-B has no resize ratios and no RGB, so GAR is its plain backbone and GADER is the detector in front of it.
@@ -33,10 +33,11 @@ from gader.model_io import load_detector, load_model
 from gader.pipeline import GaderPipeline, PipelineConfig, route
 from gader.progress import progress
 from gader.training.detector_data import contaminated_walk
-from gader.training.detector_trainer import DetectorTrainConfig, held_out_subjects
+from gader.training.detector_trainer import held_out_subjects, load_detector_config
 
 CASIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "casia-b" / "train"
 MODELS_MD = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+DETECTOR_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "detector" / "gader-detector.toml"
 GALLERY = protocols.CASIA_GALLERY_CONDITIONS
 UNTRIMMED = "GADER, untrimmed segments (every frame of the merged windows)"
 MIN_PROBE_FRAMES = 20  # a walk shorter than this (CASIA-B has a few stubs) leaves too little to cut
@@ -61,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a recogniser trained without the held-out subjects")
     parser.add_argument("--detector", default="gader-detector")
+    parser.add_argument("--config", default=str(DETECTOR_CONFIG), help="the detector's training config (its split)")
     parser.add_argument("--data", default=str(CASIA))
     parser.add_argument("--share", type=float, nargs=2, default=(0.3, 0.7), help="replaced share of each probe")
     parser.add_argument("--seed", type=int, default=0)
@@ -70,18 +72,15 @@ def main() -> None:
         raise SystemExit(f"{args.data}: CASIA-B is not here (../shared/data/casia-b/train)")
     dataset = open_dataset(args.data)
     model = load_model(args.model)
-    detector, detector_card = load_detector(args.detector)
-    trained = detector_card["training"]["config"]  # the detector's training split, from its card
-    detector_config = DetectorTrainConfig(
-        **{k: v for k, v in trained.items() if k in DetectorTrainConfig.__dataclass_fields__}
-    )
-    unseen = sorted(set(recogniser_held_out(model, dataset)) & set(held_out_subjects(args.data, detector_config)))
+    detector = load_detector(args.detector)[0]
+    detector_held_out = held_out_subjects(args.data, load_detector_config(args.config))  # as bench.detector_real
+    unseen = sorted(set(recogniser_held_out(model, dataset)) & set(detector_held_out))
     if not unseen:
         raise SystemExit(
             f"{args.model}: no CASIA-B subject is held out by both it and {args.detector}; train the recogniser "
             "with data.val_subjects=37 (see this script's docstring)"
         )
-    people = dataset.subset(where=lambda info: info.subject in set(unseen))
+    people = dataset.subset(subjects=unseen)
     plain = GaderPipeline(model, None, PipelineConfig(use_detector=False))
     gader = GaderPipeline(model, detector, PipelineConfig(fallback_whole_sequence=True))
     # The paper's segments: every frame of the merged windows goes to the recogniser (no trimming).

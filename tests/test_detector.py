@@ -158,6 +158,14 @@ def test_window_pooling_is_the_max_over_each_windows_own_columns_for_any_length(
         assert torch.equal(pooled[i], features[row, :, :, start:end].amax(dim=2)), (start, end)
 
 
+def test_frames_no_shortest_window_covers_are_labelled_from_the_windows_that_do():
+    positions = [(0, 10), (5, 30)]  # the shortest window stops at frame 9
+    probabilities = np.array([[0.1, 0.7, 0.1, 0.1], [0.6, 0.2, 0.1, 0.1]], np.float32)
+    report = report_from_windows(30, positions, probabilities, DetectorConfig())
+    np.testing.assert_allclose(report.frame_probabilities[:10], np.repeat(probabilities[:1], 10, axis=0))
+    np.testing.assert_allclose(report.frame_probabilities[10:], np.repeat(probabilities[1:], 20, axis=0))
+
+
 def test_recognition_gets_only_the_segment_frames_labelled_full_gait():
     """A 36-frame window with walking in most of it is called gait as a whole; the short windows over its first
     frames see a person standing, so those frames stay out of what GAR embeds (they stay in the segment)."""

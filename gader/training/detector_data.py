@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from gader.data.dataset import SequenceDataset
-from gader.data.record import FrameLabels, SequenceRecord
+from gader.data.record import FrameLabels, SequenceRecord, cut_sides
 from gader.detector import RATIO_CHANNELS, DetectorConfig, dhs_of
 from gader.progress import progress
 from gader.silhouettes import pretreat
@@ -133,8 +133,8 @@ def contaminated_walk(record: SequenceRecord, rng: np.random.Generator, share: f
     parts = [(standing.silhouettes, False, True), (walk, True, True), (partial.silhouettes, True, False)]
     if rng.random() < 0.5:  # partial first (walked out from behind something), standing last (stopped)
         parts.reverse()
-    width = walk.shape[2]
-    silhouettes = np.concatenate([p if p.shape[2] == width else p[:, :, 10:-10] for p, _, _ in parts])
+    width = walk.shape[2]  # pretreatment gives 64 columns: cut them to the walk's 44 where it has 44
+    silhouettes = np.concatenate([p if p.shape[2] == width else cut_sides(p) for p, _, _ in parts])
     gait = np.concatenate([np.full(len(p), g) for p, g, _ in parts])
     full_body = np.concatenate([np.full(len(p), f) for p, _, f in parts])
     return SequenceRecord(
