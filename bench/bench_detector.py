@@ -4,6 +4,7 @@ CPU-sized GAR and for the full-size GaitBase GAR the paper runs (same architectu
 GaitBase, 64x44 input; random weights: the cost does not depend on them).
 
     python -m bench.bench_detector [--model casia-b-default] [--detector gader-detector] [--sequences 40]
+                                   [--print-only]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--print-only", action="store_true", help="print the table, leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     detector = load_detector(args.detector)[0]
@@ -103,7 +105,8 @@ def main() -> None:
         ]
     )
     print(body)
-    update_section("detector-cost", "Gait detector cost against GAR", body)
+    if not args.print_only:
+        update_section("detector-cost", "Gait detector cost against GAR", body)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ def detection_message(report: dict[str, Any] | None) -> Any:
         gait_fraction=report["gait_fraction"],
         frames=report["frames"],
         gait_frames=report["gait_frames"],
+        walking_frames=report["walking_frames"],
         segments=[pb.Segment(start=s["start"], end=s["end"], score=s["score"]) for s in report["segments"]],
         frame_labels=report["frame_labels"],
     )

@@ -43,14 +43,23 @@ def eval_detector(
         help="Only the N people a training run with val_subjects = N (val_seed 0) held out of this dataset "
         "(a dataset the run used whole; for the sub-sampled CASIA-B see bench/detector_real.py).",
     ),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override an inference setting, key=value (repeatable): window_lengths, stride, score_threshold, "
+        "nms_iou, merge_gap, min_gait_fraction, min_gait_frames, frame_label_windows.",
+    ),
 ) -> None:
     """Window, frame and sequence accuracy, the four-class confusion, and split windows vs whole DHS."""
     from gader.data import open_dataset
+    from gader.detector import GaitDetector, with_inference_settings
     from gader.model_io import load_detector
     from gader.training.detector_data import SOURCE_REAL, SOURCE_SYNTHETIC, labelled
     from gader.training.detector_trainer import evaluate_items, held_out_split
 
     detector, _card = load_detector(model)
+    if overrides:
+        detector = GaitDetector(detector.classifier, with_inference_settings(detector.config, overrides))
     dataset = open_dataset(data)
     if held_out is not None:
         dataset = held_out_split(dataset, held_out)[1]

@@ -78,9 +78,13 @@ def load_detector_config(path: str | Path, overrides: list[str] | None = None) -
         if not sep:
             raise GaderError(f"override {override!r} must look like key=value")
         try:
-            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+            value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            values[key.strip()] = raw
+            value = raw
+        section, dot, name = key.strip().rpartition(".")
+        if dot and section != "detector":
+            raise GaderError(f"override {override!r}: only detector.<setting> can be set inside a section")
+        (values.setdefault("detector", {}) if dot else values)[name] = value
     detector = DetectorConfig.from_dict(values.pop("detector", {}))
     known = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     unknown = sorted(set(values) - known)
@@ -259,7 +263,17 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
 
 
 # What a network's weights depend on: the other settings only change inference (windows, thresholds).
-NETWORK_SETTINGS = ("knee_fraction", "band", "extra_rows", "width", "ratio_inputs", "channels", "dilations", "hidden")
+NETWORK_SETTINGS = (
+    "knee_fraction",
+    "band",
+    "extra_rows",
+    "width",
+    "ratio_inputs",
+    "convolution",
+    "channels",
+    "dilations",
+    "hidden",
+)
 
 
 def initial_weights(name: str, config: DetectorConfig) -> dict[str, torch.Tensor]:

@@ -73,9 +73,10 @@ class DetectionOut(BaseModel):
     usable: bool = Field(description="Whether the sequence holds enough full-body walking to recognise gait.")
     gait_fraction: float = Field(description="Share of frames inside gait segments (0-1).")
     frames: int
-    gait_frames: int = Field(
-        description="Frames inside gait segments. Recognition embeds those of them labelled full-gait in "
-        "frame_labels (all of them when fewer than 3 are)."
+    gait_frames: int = Field(description="Frames inside gait segments.")
+    walking_frames: int = Field(
+        description="Frames inside gait segments that frame_labels calls full-gait: the frames recognition "
+        "embeds (all gait_frames when fewer than 3 are)."
     )
     segments: list[Segment]
     frame_labels: list[str] = Field(

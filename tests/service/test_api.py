@@ -44,6 +44,11 @@ def test_galleries_subjects_templates_identify_verify_delete(server, sequences):
             body = response.json()
             assert body["template_id"].startswith("t_") and body["model"] == "test-model"
             assert body["detection"]["frames"] > 0 and "gait_fraction" in body["quality"]
+            # the template says how many frames its embedding came from, and how they relate to the detection
+            detection, quality = body["detection"], body["quality"]
+            assert quality["gait_frames"] == detection["gait_frames"] >= detection["walking_frames"]
+            walking = detection["walking_frames"]
+            assert quality["embedded_frames"] == (walking if walking >= 3 else detection["gait_frames"])
         second = api.post(
             "/v1/galleries/lobby/subjects/alice/templates", files=files(sequences["001/nm-02/090"])
         ).json()

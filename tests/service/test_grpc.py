@@ -80,6 +80,9 @@ def test_the_same_operations_as_rest(grpc_server):
     assert detail.templates == 1 and len(detail.template_list) == 1
     detection = stub.Detect(pb.DetectRequest(sequence=pb.Sequence(file=npz(frames(3)))), metadata=key)
     assert detection.frames == 10 and len(detection.frame_labels) == 10
+    inside = [t for s in detection.segments for t in range(s.start, s.end + 1)]
+    assert detection.gait_frames == len(inside)
+    assert detection.walking_frames == sum(detection.frame_labels[t] == "full-gait" for t in inside)
     embedding = stub.Embed(pb.EmbedRequest(sequence=pb.Sequence(file=npz(frames(3)))), metadata=key)
     assert len(embedding.embedding) == embedding.channels * embedding.parts
     stub.DeleteSubject(pb.SubjectRef(gallery="grpc", subject_id="bob"), metadata=key)
