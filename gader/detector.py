@@ -24,7 +24,6 @@ gait windows, suppress overlaps, merge neighbours, and decide whether a sequence
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,6 @@ from gader.errors import GaderError
 
 FULL_GAIT = 0  # index of "full-gait" in DETECTOR_CLASSES
 FRAME_LABEL_WINDOWS = ("shortest", "all")
-CONVOLUTIONS = ("2d", "temporal")
 
 
 @dataclass
@@ -62,11 +60,6 @@ class DetectorConfig:
     # without them) get zeros there and a zero "known" flag; training blanks some windows the same way.
     ratio_inputs: bool = False
     # network
-    # "2d": 3x3 convolutions over body width x time, the width halved after the 1st and 3rd layers (44 -> 11).
-    # "temporal": each frame's input column (every row across the width, and the ratio channels) is one
-    # vector, and the five 3-wide convolutions run over time only: the silhouettes are centred, so a column
-    # position has a fixed place on the body. A tenth of the arithmetic of "2d" at the shipped sizes.
-    convolution: str = "2d"
     channels: tuple[int, int, int, int, int] = (8, 16, 24, 32, 48)
     # Temporal dilation of each layer's 3x3 kernel: dilating the last layers widens the receptive field
     # towards a gait cycle (~25 frames) at no cost in time.
@@ -91,10 +84,6 @@ class DetectorConfig:
             raise GaderError(
                 f"detector config: frame_label_windows must be one of {', '.join(FRAME_LABEL_WINDOWS)}, "
                 f"got {self.frame_label_windows!r}"
-            )
-        if self.convolution not in CONVOLUTIONS:
-            raise GaderError(
-                f"detector config: convolution must be one of {', '.join(CONVOLUTIONS)}, got {self.convolution!r}"
             )
         if len(self.dilations) != len(self.channels):
             raise GaderError(f"detector config: {len(self.channels)} layers but {len(self.dilations)} dilations")
@@ -226,65 +215,23 @@ def halve_width(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(x[:, :, 0:even:2], x[:, :, 1:even:2])
 
 
-class TemporalConv(nn.Module):
-    """A 3-wide convolution over time on time-major feature columns: x [n, T, C_in] -> [n, T, C_out], zero
-    padded by its dilation d so that T is kept: out[t] = W0 x[t - d] + W1 x[t] + W2 x[t + d] (+ bias).
-
-    One matrix product for the three taps, then two shifted sums: PyTorch's dilated ``nn.Conv1d`` takes a slow
-    generic path on CPU (measured 94 us against 39 us this way, 64 channels over 80 frames). The weight is
-    stored [C_in, 3, C_out], so that the product reads it without a copy."""
-
-    def __init__(self, in_channels: int, out_channels: int, dilation: int, bias: bool = False) -> None:
-        super().__init__()
-        self.dilation = dilation
-        self.out_channels = out_channels
-        bound = 1.0 / math.sqrt(3 * in_channels)  # nn.Conv1d's default initialisation
-        self.weight = nn.Parameter(torch.empty(in_channels, 3, out_channels).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d, c = self.dilation, self.out_channels
-        taps = torch.matmul(x, self.weight.reshape(self.weight.shape[0], 3 * c))  # [n, T, 3 * C_out]
-        each = F.pad(taps, (0, 0, d, d))  # [n, T + 2d, 3 * C_out]: zeros before and after
-        out = each[:, : -2 * d, :c] + each[:, d:-d, c : 2 * c] + each[:, 2 * d :, 2 * c :]  # [n, T, C_out]
-        return out if self.bias is None else out + self.bias
-
-    def folded(self, norm: nn.BatchNorm1d) -> TemporalConv:
-        """This convolution followed by ``norm`` (eval statistics) as one convolution with a bias."""
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # [C_out]
-        shift = norm.bias - norm.running_mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias * scale
-        fused = TemporalConv(self.weight.shape[0], self.out_channels, self.dilation, bias=True)
-        fused.weight = nn.Parameter(self.weight * scale)  # scales the last axis, C_out
-        fused.bias = nn.Parameter(shift)
-        return fused
-
-
 class DHSClassifier(nn.Module):
-    """DHS [n, C, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4].
-
-    With ``convolution = "temporal"`` the feature columns are [n, C, 1, t]: one vector per frame, so that
-    pooling and the MLP are the same code for both layouts."""
+    """DHS [n, C, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4]."""
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
-        self.temporal = config.convolution == "temporal"
-        pairs = zip((self._first_inputs(), *config.channels[:-1]), config.channels, strict=True)
-        if self.temporal:
-            self.convs = nn.ModuleList(TemporalConv(i, o, d) for (i, o), d in zip(pairs, config.dilations, strict=True))
-            self.norms = nn.ModuleList(nn.BatchNorm1d(o) for o in config.channels)
-            self.pool_after: set[int] = set()
-            width = 1
-        else:
-            self.convs = nn.ModuleList(
-                nn.Conv2d(i, o, 3, padding=(1, d), dilation=(1, d), bias=False)
-                for (i, o), d in zip(pairs, config.dilations, strict=True)
-            )
-            self.norms = nn.ModuleList(nn.BatchNorm2d(o) for o in config.channels)
-            self.pool_after = {0, 2}  # halve the body-width axis after the 1st and 3rd layers (44 -> 22 -> 11)
-            width = config.width // 2 ** len(self.pool_after)
+        inputs = (config.input_channels, *config.channels[:-1])
+        pairs = zip(inputs, config.channels, strict=True)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(i, o, 3, padding=(1, d), dilation=(1, d), bias=False)
+            for (i, o), d in zip(pairs, config.dilations, strict=True)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm2d(o) for o in config.channels)
+        self.pool_after = {0, 2}  # halve the body-width axis after the 1st and 3rd layers (44 -> 22 -> 11)
+        width = config.width
+        for _ in self.pool_after:
+            width //= 2
         self.mlp = nn.Sequential(
             nn.Linear(config.channels[-1] * width, config.hidden),
             nn.ReLU(inplace=True),
@@ -292,34 +239,8 @@ class DHSClassifier(nn.Module):
             nn.Linear(config.hidden, len(DETECTOR_CLASSES)),
         )
 
-    @property
-    def row_channels(self) -> int:
-        """Input channels that are DHS rows (the ratio channels follow them)."""
-        return 1 + len(self.config.extra_rows)
-
-    def _first_inputs(self) -> int:
-        """The first layer's input channels: the DHS channels (2d), or a frame's whole column (temporal):
-        every DHS row across the width, and each ratio channel once, as they are constant across the width."""
-        if not self.temporal:
-            return self.config.input_channels
-        return self.row_channels * self.config.width + self.config.input_channels - self.row_channels
-
     def features(self, dhs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """DHS [n, C_in, W, t] (valid [n, t]: real columns) -> feature columns [n, C, W', t] (W' = 1 with
-        temporal convolutions)."""
-        if self.temporal:
-            x = dhs[:, : self.row_channels].flatten(1, 2)  # [n, R * W, t]: the DHS rows
-            if dhs.shape[1] > self.row_channels:  # the ratio channels, one value per frame each
-                x = torch.cat([x, dhs[:, self.row_channels :, 0]], dim=1)  # [n, R * W + 3, t]
-            x = x.transpose(1, 2)  # [n, t, R * W (+ 3)]: time-major, one column per frame
-            for conv, norm in zip(self.convs, self.norms, strict=True):
-                x = conv(x)  # [n, t, C]
-                if not isinstance(norm, nn.Identity):  # batch norm over every column of the batch
-                    x = norm(x.reshape(-1, x.shape[2])).reshape(x.shape)
-                x = F.relu(x)
-                if valid is not None:  # padded columns stay zero, as the convolutions' own padding
-                    x = x * valid[:, :, None].to(x.dtype)
-            return x.transpose(1, 2)[:, :, None, :]  # [n, C, 1, t]
+        """DHS [n, C_in, W, t] (valid [n, t]: real columns) -> feature columns [n, C, W', t]."""
         x = dhs
         for index, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = F.relu(norm(conv(x)))
@@ -346,7 +267,7 @@ class DHSClassifier(nn.Module):
         copy.load_state_dict(self.state_dict())
         with torch.no_grad():
             for index, (conv, norm) in enumerate(zip(copy.convs, copy.norms, strict=True)):
-                copy.convs[index] = conv.folded(norm) if copy.temporal else fuse_conv_bn_eval(conv, norm)
+                copy.convs[index] = fuse_conv_bn_eval(conv, norm)
                 copy.norms[index] = nn.Identity()
         return copy
 

@@ -193,12 +193,9 @@ def test_recognition_gets_only_the_segment_frames_labelled_full_gait():
     assert usable and frames.all()
 
 
-@pytest.mark.parametrize("convolution", ["2d", "temporal"])
-def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_probabilities(convolution):
+def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_probabilities():
     torch.manual_seed(0)
-    config = DetectorConfig(
-        extra_rows=(0.08,), dilations=(1, 2, 4, 8, 8), context=23, convolution=convolution, ratio_inputs=True
-    )
+    config = DetectorConfig(extra_rows=(0.08,), dilations=(1, 2, 4, 8, 8), context=23)
     classifier = DHSClassifier(config)
     for norm in classifier.norms:  # statistics and affine terms far from the identity a fresh norm starts as
         norm.running_mean.uniform_(-1, 1)
@@ -214,32 +211,19 @@ def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_p
         ).numpy()
     detector = GaitDetector(classifier, config)
     np.testing.assert_allclose(detector.window_probabilities(dhs, positions), unfolded, atol=1e-5)
-    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
-    assert not any(isinstance(m, norms) for m in detector._network.modules())
-    assert any(isinstance(m, norms) for m in detector.classifier.modules())  # what is saved
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector._network.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.classifier.modules())  # what is saved
 
 
 @pytest.mark.parametrize(
-    ("extra_rows", "dilations", "ratio_inputs", "convolution"),
-    [
-        ((), (1, 1, 1, 1, 1), False, "2d"),
-        ((0.08, 0.45), (1, 1, 2, 2, 2), False, "2d"),
-        ((0.08,), (1, 2, 4, 8, 8), True, "2d"),
-        ((), (1, 1, 1, 1, 1), False, "temporal"),
-        ((0.08,), (1, 2, 4, 8, 8), True, "temporal"),
-    ],
+    ("extra_rows", "dilations", "ratio_inputs"),
+    [((), (1, 1, 1, 1, 1), False), ((0.08, 0.45), (1, 1, 2, 2, 2), False), ((0.08,), (1, 2, 4, 8, 8), True)],
 )
-def test_shared_features_classify_each_window_like_a_crop_with_context(
-    extra_rows, dilations, ratio_inputs, convolution
-):
+def test_shared_features_classify_each_window_like_a_crop_with_context(extra_rows, dilations, ratio_inputs):
     """One feature pass over the whole DHS equals classifying each window's crop (with its context) alone."""
     torch.manual_seed(0)
     config = DetectorConfig(
-        extra_rows=extra_rows,
-        dilations=dilations,
-        ratio_inputs=ratio_inputs,
-        context=sum(dilations),
-        convolution=convolution,
+        extra_rows=extra_rows, dilations=dilations, ratio_inputs=ratio_inputs, context=sum(dilations)
     )
     classifier = DHSClassifier(config).eval()
     dhs = np.random.default_rng(0).random((config.input_channels, 44, 60), dtype=np.float32)  # [C, W, T]
@@ -328,8 +312,8 @@ def test_still_rows_must_be_rows_of_the_detector(tmp_path):
 def test_overrides_set_detector_settings_inside_their_section(tmp_path):
     config = tmp_path / "detector.toml"
     config.write_text('id = "d"\n[detector]\nextra_rows = [0.08]\n')
-    loaded = load_detector_config(config, ["detector.convolution=temporal", "detector.channels=[8, 8, 8, 8, 16]"])
-    assert loaded.detector.convolution == "temporal" and loaded.detector.channels == (8, 8, 8, 8, 16)
+    loaded = load_detector_config(config, ["detector.stride=2", "detector.channels=[8, 8, 8, 8, 16]"])
+    assert loaded.detector.stride == 2 and loaded.detector.channels == (8, 8, 8, 8, 16)
     assert loaded.detector.extra_rows == (0.08,)  # the file's own settings stay
     with pytest.raises(GaderError, match=r"only detector\.<setting>"):
         load_detector_config(config, ["optim.lr=0.1"])
@@ -556,41 +540,6 @@ def test_pooling_a_batch_of_sequences_reads_only_each_windows_own_columns():
         assert torch.equal(pooled[i], features[sequence, :, :, start:end].amax(dim=2)), i
 
 
-@pytest.mark.parametrize(("dilation", "frames"), [(1, 30), (2, 30), (8, 30), (8, 5), (40, 30)])
-def test_temporal_convolution_is_a_dilated_conv1d_over_time(dilation, frames):
-    """TemporalConv's one matrix product and shifted sums give nn.Conv1d's numbers, also when the dilation
-    reaches past the whole sequence (every tap but the middle one then reads padding)."""
-    from gader.detector import TemporalConv
-
-    torch.manual_seed(dilation)
-    reference = torch.nn.Conv1d(20, 7, 3, padding=dilation, dilation=dilation)
-    conv = TemporalConv(20, 7, dilation, bias=True)
-    with torch.no_grad():
-        conv.weight.copy_(reference.weight.permute(1, 2, 0))  # [C_out, C_in, 3] -> [C_in, 3, C_out]
-        conv.bias.copy_(reference.bias)
-        x = torch.randn(3, 20, frames)  # [n, C_in, T]
-        torch.testing.assert_close(conv(x.transpose(1, 2)), reference(x).transpose(1, 2), atol=1e-5, rtol=1e-5)
-
-
-def test_temporal_columns_read_each_ratio_channel_once():
-    """A temporal detector's first layer gets every DHS row across the width and the ratio channels once each
-    (they are constant across the width): 2 rows x 44 + 3 inputs, and a change in a ratio channel reaches it."""
-    config = DetectorConfig(extra_rows=(0.45,), ratio_inputs=True, convolution="temporal")
-    classifier = DHSClassifier(config).eval()
-    assert classifier.convs[0].weight.shape == (2 * 44 + 3, 3, config.channels[0])
-    dhs = torch.rand(1, config.input_channels, 44, 20)
-    moved = dhs.clone()
-    moved[:, 2] += 1.0  # the ratio trend, across the whole width
-    with torch.no_grad():
-        assert not torch.equal(classifier.features(dhs), classifier.features(moved))
-        assert classifier.features(dhs).shape == (1, config.channels[-1], 1, 20)
-
-
-def test_a_detector_config_rejects_an_unknown_convolution():
-    with pytest.raises(GaderError, match="convolution must be one of 2d, temporal"):
-        DetectorConfig(convolution="3d")
-
-
 def test_inference_settings_change_without_retraining_and_network_settings_are_refused():
     from gader.detector import with_inference_settings
 
@@ -604,53 +553,3 @@ def test_inference_settings_change_without_retraining_and_network_settings_are_r
         with_inference_settings(config, ["frame_label_windows=most"])
     with pytest.raises(GaderError, match="key=value"):
         with_inference_settings(config, ["stride"])
-
-
-def test_a_temporal_detector_exports_for_triton_and_runs_any_batch_and_length(tmp_path):
-    """The traced graph of a temporal detector (sizes read inside its convolutions and batch norms) follows the
-    batch and the sequence lengths it is called with, not those it was traced with (2 x 40 frames)."""
-    from gader.export import export_detector
-    from gader.model_io import save_detector
-
-    torch.manual_seed(0)
-    config = DetectorConfig(
-        convolution="temporal", extra_rows=(0.08,), ratio_inputs=True, dilations=(1, 2, 4, 8, 8), context=23
-    )
-    classifier = DHSClassifier(config)
-    for norm in classifier.norms:
-        norm.running_mean.uniform_(-1, 1)
-        norm.running_var.uniform_(0.2, 3)
-    detector = GaitDetector(classifier.eval(), config)
-    save_detector(tmp_path / "detector", detector, {"id": "temporal"})
-    network = torch.jit.load(export_detector(tmp_path / "detector", tmp_path / "repository") / "1" / "model.pt")
-    rng = np.random.default_rng(0)
-    lengths = (90, 7, 33)  # longer and shorter than the trace, and shorter than the widest dilation's reach
-    batch = np.zeros((3, config.input_channels, config.width, max(lengths)), np.float32)
-    valid = np.zeros((3, max(lengths)), bool)
-    spans, owner, expected = [], [], []
-    for row, frames in enumerate(lengths):
-        signature = rng.random((config.input_channels, config.width, frames), dtype=np.float32)
-        batch[row, ..., :frames], valid[row, :frames] = signature, True
-        positions = window_positions(frames, config)
-        spans += positions
-        owner += [row] * len(positions)
-        expected.append(detector.window_probabilities(signature, positions))
-    with torch.no_grad():
-        logits = network(torch.from_numpy(batch), torch.from_numpy(valid), torch.tensor(spans), torch.tensor(owner))
-    np.testing.assert_allclose(torch.softmax(logits, dim=1).numpy(), np.concatenate(expected), atol=1e-5)
-
-
-def test_a_temporal_detector_trains_and_detects_from_the_cli(tmp_path, synth_wild):
-    from gader.model_io import load_detector
-
-    extra = (
-        '[detector]\nconvolution = "temporal"\nextra_rows = [0.08]\nratio_inputs = true\nchannels = [8, 8, 8, 8, 8]\n'
-    )
-    detector_dir = _train(tmp_path, synth_wild, extra=extra)
-    detector, card = load_detector(detector_dir)
-    assert card["config"]["convolution"] == "temporal" and detector.classifier.temporal
-    assert 0 <= card["metrics"]["synthetic"]["window_accuracy"] <= 100
-    dataset = open_dataset(synth_wild)
-    record = dataset.load(dataset.infos[0].key)
-    report = detector.detect(record.silhouettes, record.ratios)
-    assert len(report.frame_labels) == record.frames

@@ -263,17 +263,7 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
 
 
 # What a network's weights depend on: the other settings only change inference (windows, thresholds).
-NETWORK_SETTINGS = (
-    "knee_fraction",
-    "band",
-    "extra_rows",
-    "width",
-    "ratio_inputs",
-    "convolution",
-    "channels",
-    "dilations",
-    "hidden",
-)
+NETWORK_SETTINGS = ("knee_fraction", "band", "extra_rows", "width", "ratio_inputs", "channels", "dilations", "hidden")
 
 
 def initial_weights(name: str, config: DetectorConfig) -> dict[str, torch.Tensor]:

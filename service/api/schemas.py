@@ -40,11 +40,17 @@ class SubjectCreate(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free JSON object, at most 16 KB.")
 
 
+QUALITY = (
+    "What the template was made from: frames (of the sequence), gait_frames (inside gait segments), "
+    "embedded_frames (the frames GAR embedded), gait_fraction. Without a detector every frame is embedded."
+)
+
+
 class TemplateInfo(BaseModel):
     template_id: str
     model: str
     created: float
-    quality: dict[str, Any]
+    quality: dict[str, Any] = Field(description=QUALITY)
 
 
 class SubjectOut(BaseModel):
@@ -114,7 +120,7 @@ class TemplateOut(BaseModel):
     subject_id: str
     model: str
     detection: DetectionOut | None
-    quality: dict[str, Any]
+    quality: dict[str, Any] = Field(description=QUALITY)
     source: SourceOut
 
 
