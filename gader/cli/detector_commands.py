@@ -16,7 +16,11 @@ DEFAULT_DETECTOR = "gader-detector"
 def train_detector(
     config: Path = typer.Option(..., "--config", help="TOML detector config (configs/detector/*.toml)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default: runs/<id>)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config value: key=value, or detector.key=value in the [detector] section (repeatable).",
+    ),
 ) -> None:
     """Train the DHS gait detector on labelled synthetic sequences and real walking data."""
     from gader.training.detector_trainer import load_detector_config
