@@ -156,7 +156,17 @@ def with_inference_settings(config: DetectorConfig, overrides: list[str]) -> Det
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare word: frame_label_windows=all
-        values[key] = tuple(value) if isinstance(value, list) else value
+        current = getattr(config, key)
+        if isinstance(current, tuple):
+            fits = isinstance(value, list) and value and all(type(v) is int and v > 0 for v in value)
+            value = tuple(value) if fits else value
+        elif isinstance(current, float):
+            fits = type(value) in (int, float)
+        else:
+            fits = type(value) is type(current)
+        if not fits:
+            raise GaderError(f"override {override!r}: {key} must be like {current!r}")
+        values[key] = value
     return dataclasses.replace(config, **values)
 
 

@@ -553,3 +553,7 @@ def test_inference_settings_change_without_retraining_and_network_settings_are_r
         with_inference_settings(config, ["frame_label_windows=most"])
     with pytest.raises(GaderError, match="key=value"):
         with_inference_settings(config, ["stride"])
+    for wrong in ("stride=often", "window_lengths=16", "window_lengths=[16, -2]", "score_threshold=high"):
+        with pytest.raises(GaderError, match="must be like"):
+            with_inference_settings(config, [wrong])
+    assert with_inference_settings(config, ["score_threshold=1"]).score_threshold == 1

@@ -81,8 +81,8 @@ class DetectionOut(BaseModel):
     frames: int
     gait_frames: int = Field(description="Frames inside gait segments.")
     walking_frames: int = Field(
-        description="Frames inside gait segments that frame_labels calls full-gait: the frames recognition "
-        "embeds (all gait_frames when fewer than 3 are)."
+        description="Frames inside gait segments that frame_labels calls full-gait: what recognition embeds "
+        "from a usable sequence (all gait_frames when fewer than 3 are)."
     )
     segments: list[Segment]
     frame_labels: list[str] = Field(
