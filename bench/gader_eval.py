@@ -112,7 +112,8 @@ def main() -> None:
                 continue
         else:
             is_gallery = not contaminated
-        processed = {name: pipeline.process(record) for name, pipeline in pipelines.items()}
+        detection = detector.detect(record.silhouettes, record.ratios)  # once: the pipelines differ after it
+        processed = {name: pipeline.process(record, detection) for name, pipeline in pipelines.items()}
         for name, result in processed.items():
             outputs[name].append(result.embedding)
         subjects.append(record.subject)

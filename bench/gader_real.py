@@ -117,7 +117,7 @@ def main() -> None:
             rows["clean walk (no contamination)"].append(plain.process(record).embedding)
             rows["whole contaminated sequence"].append(plain.process(cut).embedding)
             rows["GADER"].append(result.embedding)
-            wide = untrimmed.process(cut)
+            wide = untrimmed.process(cut, result.detection)
             rows[UNTRIMMED].append(wide.embedding)
             walking = SequenceRecord(record.subject, record.condition, record.view, cut.silhouettes[truth])
             rows["true walking frames"].append(plain.process(walking).embedding)

@@ -139,23 +139,16 @@ def with_inference_settings(config: DetectorConfig, overrides: list[str]) -> Det
     """``config`` with inference settings replaced from ``key=value`` strings (TOML values: ``stride=2``,
     ``window_lengths=[16, 32]``, ``frame_label_windows="all"``); the network's and inputs' settings are refused,
     as the trained weights fix them."""
-    import tomllib
+    from gader.overrides import parse_override
 
     values: dict[str, Any] = {}
     for override in overrides:
-        key, sep, raw = override.partition("=")
-        key = key.strip()
-        if not sep:
-            raise GaderError(f"override {override!r} must look like key=value")
+        key, value = parse_override(override)
         if key not in INFERENCE_SETTINGS:
             raise GaderError(
                 f"override {override!r}: only inference settings can change without retraining "
                 f"({', '.join(INFERENCE_SETTINGS)})"
             )
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # a bare word: frame_label_windows=all
         current = getattr(config, key)
         if isinstance(current, tuple):
             fits = isinstance(value, list) and value and all(type(v) is int and v > 0 for v in value)

@@ -36,7 +36,7 @@ def double_helical_signature(
 @functools.lru_cache(maxsize=64)
 def _row_indices(height: int, fractions: tuple[float, ...], band: int) -> np.ndarray:
     """The rows that ``signature_rows`` reads, [R * band], each height's band in turn (computed once per shape:
-    it cost a fifth of the whole call)."""
+    about 9 of the 100 us a 96-frame sequence's eight rows took)."""
     firsts = [min(max(knee_row(height, f) - (band - 1) // 2, 0), height - band) for f in fractions]
     indices = (np.asarray(firsts)[:, None] + np.arange(band)).ravel()
     indices.flags.writeable = False  # shared between calls

@@ -146,12 +146,19 @@ class GaderPipeline:
         frames = torch.from_numpy(rgb).to(self.device).float().div_(255).permute(3, 0, 1, 2)[None]  # [1, 3, T, h, w]
         return self.model.rgb(frames).embeddings[0].float().cpu().numpy()
 
-    def process(self, record: SequenceRecord) -> PipelineResult:
+    def process(self, record: SequenceRecord, detection: DetectionReport | None = None) -> PipelineResult:
+        """Detect, route and embed one sequence. ``detection``: this record's report from the same detector,
+        made already (pipelines that differ only in what they do with it need not run the detector again)."""
         if record.frames == 0:
             raise GaderError("the sequence has no frames")
+        if detection is not None and detection.frames != record.frames:
+            raise GaderError(f"the detection covers {detection.frames} frames, the sequence has {record.frames}")
         timings: dict[str, float] = {}
         clock = time.perf_counter()
-        detection = self.detect(record) if (self.config.use_detector and self.detector is not None) else None
+        if not (self.config.use_detector and self.detector is not None):
+            detection = None
+        elif detection is None:
+            detection = self.detect(record)
         timings["detector"] = 1000 * (time.perf_counter() - clock)
         gait, usable = route(record.frames, detection, self.config)
         clock = time.perf_counter()

@@ -61,3 +61,27 @@ def test_fusion_rule_by_hand():
     gait_only = PipelineResult(None, b, None, 10, 0, "m")
     assert fuse(both, gait_only) == pytest.approx(gait)
     assert fuse(PipelineResult(None, None, a, 0, 5, "m"), gait_only) is None
+
+
+def test_a_detection_made_already_is_reused_not_recomputed(artifacts, synth_wild):
+    """Pipelines that differ only in what they do with a detection (bench.gader_eval, bench.gader_real) run the
+    detector once: the report given is the one routed and returned."""
+    from gader.errors import GaderError
+    from gader.pipeline import GaderPipeline
+
+    trimmed = GaderPipeline.load(artifacts / "model", artifacts / "detector")
+    untrimmed = GaderPipeline.load(
+        artifacts / "model", artifacts / "detector", PipelineConfig(trim_to_frame_labels=False)
+    )
+    record = open_dataset(synth_wild).load(0)
+    first = trimmed.process(record)
+    again = untrimmed.process(record, first.detection)
+    assert again.detection is first.detection
+    frames, _ = route(record.frames, first.detection, untrimmed.config)
+    assert again.gait_frames == int(frames.sum())
+    assert untrimmed.process(record).detection.to_dict() == first.detection.to_dict()  # what it would have made
+    without = GaderPipeline.load(artifacts / "model", artifacts / "detector", PipelineConfig(use_detector=False))
+    assert without.process(record, first.detection).detection is None  # a pipeline without a detector ignores it
+    shorter = record.select(np.arange(record.frames) < record.frames // 2)  # another sequence's report is refused
+    with pytest.raises(GaderError, match="the detection covers"):
+        trimmed.process(shorter, first.detection)

@@ -149,3 +149,21 @@ def test_two_process_distributed_training_on_cpu(tmp_path, synth_casia):
     assert "2 process(es)" in result.stderr
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 4
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_overrides_read_toml_values_and_name_what_is_wrong():
+    from gader.errors import GaderError
+    from gader.overrides import apply_overrides, parse_override
+
+    assert parse_override("optim.lr = 0.5") == ("optim.lr", 0.5)
+    assert parse_override("window_lengths=[16, 32]") == ("window_lengths", [16, 32])
+    assert parse_override("frame_label_windows=all") == ("frame_label_windows", "all")  # a bare word
+    values = {"id": "x", "optim": {"lr": 0.1}}
+    assert apply_overrides(values, ["optim.lr=0.2", "data.val_subjects=3"]) == {
+        "id": "x",
+        "optim": {"lr": 0.2},
+        "data": {"val_subjects": 3},
+    }
+    for wrong, message in (("optim.lr", "key=value"), ("=3", "key=value"), ("id.x=1", "is a setting")):
+        with pytest.raises(GaderError, match=message):
+            apply_overrides({"id": "x"}, [wrong])

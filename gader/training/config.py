@@ -14,6 +14,7 @@ from typing import Any
 
 from gader.errors import GaderError
 from gader.gar import GARConfig
+from gader.overrides import apply_overrides
 from gader.training.data import SAMPLING_MODES
 
 
@@ -125,17 +126,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         raise GaderError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise GaderError(f"{path}: not valid TOML ({exc})") from None
-    for override in overrides or []:
-        key, sep, raw = override.partition("=")
-        if not sep:
-            raise GaderError(f"override {override!r} must look like section.key=value")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # a bare string
-        target = values
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    return config_from_dict(values, str(path))
+    return config_from_dict(apply_overrides(values, overrides), str(path))

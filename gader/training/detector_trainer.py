@@ -20,6 +20,7 @@ from gader.data.dataset import SequenceDataset
 from gader.data.record import DETECTOR_CLASSES
 from gader.detector import FULL_GAIT, DetectorConfig, DHSClassifier, GaitDetector
 from gader.errors import GaderError
+from gader.overrides import apply_overrides
 from gader.progress import progress
 from gader.training.detector_data import (
     SOURCE_SYNTHETIC,
@@ -73,18 +74,7 @@ def load_detector_config(path: str | Path, overrides: list[str] | None = None) -
         raise GaderError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise GaderError(f"{path}: not valid TOML ({exc})") from None
-    for override in overrides or []:
-        key, sep, raw = override.partition("=")
-        if not sep:
-            raise GaderError(f"override {override!r} must look like key=value")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        section, dot, name = key.strip().rpartition(".")
-        if dot and section != "detector":
-            raise GaderError(f"override {override!r}: only detector.<setting> can be set inside a section")
-        (values.setdefault("detector", {}) if dot else values)[name] = value
+    apply_overrides(values, overrides)  # detector.<setting> sets one of the [detector] section
     detector = DetectorConfig.from_dict(values.pop("detector", {}))
     known = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     unknown = sorted(set(values) - known)
