@@ -305,12 +305,16 @@ class DetectionReport:
         return mask
 
     @property
+    def frame_classes(self) -> np.ndarray:
+        """int [T]: each frame's label as an index into DETECTOR_CLASSES (the argmax the labels were named from)."""
+        return self.frame_probabilities.argmax(axis=1)
+
+    @property
     def walking_mask(self) -> np.ndarray:
         """bool [T]: the frames of the gait segments whose own label is full-gait. A window with enough walking
         in it is called gait as a whole, so the segments reach into the standing or partial-body frames beside
         a walk; the frame labels, from the shortest windows, cut those off (``PipelineConfig.trim_to_frame_labels``)."""
-        labels = np.asarray(self.frame_labels)
-        return self.gait_mask & (labels == DETECTOR_CLASSES[FULL_GAIT])
+        return self.gait_mask & (self.frame_classes == FULL_GAIT)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gader.data import open_dataset
+from gader.data.record import DETECTOR_CLASSES
 from gader.detector import (
     FULL_GAIT,
     DetectorConfig,
@@ -178,6 +179,7 @@ def test_recognition_gets_only_the_segment_frames_labelled_full_gait():
     report = report_from_windows(36, positions, probabilities_of(by_window, positions), config)
     assert [(s.start, s.end) for s in report.segments] == [(0, 35)] and report.usable
     assert report.frame_labels[:12] == ["full-standing"] * 12
+    assert [DETECTOR_CLASSES[c] for c in report.frame_classes] == report.frame_labels
     np.testing.assert_array_equal(report.walking_mask, np.arange(36) >= 12)
     # A frame labelled full-gait outside every segment is not walking to be embedded.
     below = probabilities_of(by_window, positions)

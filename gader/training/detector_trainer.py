@@ -300,8 +300,7 @@ def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.ran
             walking = item.classes == FULL_GAIT
             for key, mask in (("segments", result.gait_mask), ("walking_mask", result.walking_mask)):
                 picked[key] += [int((mask & walking).sum()), int(mask.sum()), int(walking.sum())]
-            predicted = np.array([DETECTOR_CLASSES.index(label) for label in result.frame_labels])
-            frame_hits += int((predicted == item.classes).sum())
+            frame_hits += int((result.frame_classes == item.classes).sum())
             frame_total += len(item.classes)
             truth = sequence_truth(item.classes, detector.config)
             split_hits += int(result.usable == truth)
