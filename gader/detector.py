@@ -86,6 +86,19 @@ class DetectorConfig:
                 f"detector config: frame_label_windows must be one of {', '.join(FRAME_LABEL_WINDOWS)}, "
                 f"got {self.frame_label_windows!r}"
             )
+        if not self.window_lengths or min(self.window_lengths) < 1 or self.stride < 1:
+            raise GaderError(
+                f"detector config: window_lengths and stride must be positive frame counts, got "
+                f"{list(self.window_lengths)} and {self.stride}"
+            )
+        for name in ("score_threshold", "nms_iou", "min_gait_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise GaderError(f"detector config: {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.merge_gap < 0 or self.min_gait_frames < 0:
+            raise GaderError(
+                f"detector config: merge_gap and min_gait_frames must not be negative, got {self.merge_gap} "
+                f"and {self.min_gait_frames}"
+            )
         if len(self.dilations) != len(self.channels):
             raise GaderError(f"detector config: {len(self.channels)} layers but {len(self.dilations)} dilations")
         if self.context < self.receptive_half_width:
@@ -151,7 +164,7 @@ def with_inference_settings(config: DetectorConfig, overrides: list[str]) -> Det
             )
         current = getattr(config, key)
         if isinstance(current, tuple):
-            fits = isinstance(value, list) and value and all(type(v) is int and v > 0 for v in value)
+            fits = isinstance(value, list) and all(type(v) is int for v in value)  # ranges: DetectorConfig
             value = tuple(value) if fits else value
         elif isinstance(current, float):
             fits = type(value) in (int, float)
