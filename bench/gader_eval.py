@@ -112,7 +112,7 @@ def main() -> None:
                 continue
         else:
             is_gallery = not contaminated
-        detection = detector.detect(record.silhouettes, record.ratios)  # once: the pipelines differ after it
+        detection = gader.detect(record)  # once: the pipelines differ only after it
         processed = {name: pipeline.process(record, detection) for name, pipeline in pipelines.items()}
         for name, result in processed.items():
             outputs[name].append(result.embedding)

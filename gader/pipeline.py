@@ -51,7 +51,7 @@ class PipelineResult:
     detection: DetectionReport | None
     embedding: np.ndarray | None  # float32 [d, p] GAR embedding of the gait frames
     appearance: np.ndarray | None  # float32 [d', p'] RGB-branch embedding of the other frames
-    gait_frames: int
+    embedded_frames: int  # the frames GAR embedded (0: no embedding)
     appearance_frames: int
     model_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)  # detector, embedding, appearance
@@ -61,7 +61,7 @@ class PipelineResult:
             "detection": None if self.detection is None else self.detection.to_dict(),
             "embedding_shape": None if self.embedding is None else list(self.embedding.shape),
             "appearance_shape": None if self.appearance is None else list(self.appearance.shape),
-            "gait_frames": self.gait_frames,
+            "embedded_frames": self.embedded_frames,
             "appearance_frames": self.appearance_frames,
             "model": self.model_id,
         }
@@ -173,7 +173,7 @@ class GaderPipeline:
             detection=detection,
             embedding=embedding,
             appearance=appearance,
-            gait_frames=int(gait.sum()) if usable else 0,
+            embedded_frames=int(gait.sum()) if usable else 0,
             appearance_frames=int(rest.sum()) if appearance is not None else 0,
             model_id=self.model.id,
             timings_ms=timings,

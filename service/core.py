@@ -305,12 +305,12 @@ class MatchingCore:
         if self.store.get_subject(gallery, subject_id) is None:
             raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
         result, vector, source = await self._embed(data, filename, Timings(), track_id)
-        detection = None if result.detection is None else result.detection
+        detection = result.detection
         # gait_frames as in the detection report (inside gait segments); embedded_frames: what GAR embedded
         quality = {
-            "frames": detection.frames if detection else result.gait_frames,
-            "gait_frames": int(detection.gait_mask.sum()) if detection else result.gait_frames,
-            "embedded_frames": result.gait_frames,
+            "frames": detection.frames if detection else result.embedded_frames,
+            "gait_frames": int(detection.gait_mask.sum()) if detection else result.embedded_frames,
+            "embedded_frames": result.embedded_frames,
             "gait_fraction": round(detection.gait_fraction, 4) if detection else 1.0,
         }
         template = Template(new_template_id(), gallery, subject_id, result.model_id, vector, now(), quality)

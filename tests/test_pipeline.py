@@ -39,15 +39,15 @@ def test_gait_frames_go_to_gar_and_the_rest_to_the_rgb_branch(artifacts, synth_w
     result = pipeline.process(record)
     gait, usable = route(record.frames, result.detection, pipeline.config)  # the segments' frames labelled full-gait
     assert usable and gait.any() and not (gait & ~result.detection.gait_mask).any()
-    assert result.gait_frames == int(gait.sum()) > 0
+    assert result.embedded_frames == int(gait.sum()) > 0
     expected = pipeline.embed_frames(record.select(gait))
     assert np.allclose(result.embedding, expected, atol=1e-6)
     if (~gait).sum() >= 3:
         assert result.appearance is not None and result.appearance_frames == int((~gait).sum())
     plain = GaderPipeline(pipeline.model, pipeline.detector, PipelineConfig(use_detector=False)).process(record)
-    assert plain.detection is None and plain.gait_frames == record.frames
+    assert plain.detection is None and plain.embedded_frames == record.frames
     assert np.allclose(plain.embedding, pipeline.embed_frames(record), atol=1e-6)
-    assert set(result.to_dict()) >= {"detection", "embedding_shape", "gait_frames", "model"}
+    assert set(result.to_dict()) >= {"detection", "embedding_shape", "embedded_frames", "model"}
 
 
 def test_fusion_rule_by_hand():
@@ -78,7 +78,7 @@ def test_a_detection_made_already_is_reused_not_recomputed(artifacts, synth_wild
     again = untrimmed.process(record, first.detection)
     assert again.detection is first.detection
     frames, _ = route(record.frames, first.detection, untrimmed.config)
-    assert again.gait_frames == int(frames.sum())
+    assert again.embedded_frames == int(frames.sum())
     assert untrimmed.process(record).detection.to_dict() == first.detection.to_dict()  # what it would have made
     without = GaderPipeline.load(artifacts / "model", artifacts / "detector", PipelineConfig(use_detector=False))
     assert without.process(record, first.detection).detection is None  # a pipeline without a detector ignores it
