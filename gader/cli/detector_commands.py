@@ -19,7 +19,7 @@ def train_detector(
     overrides: list[str] = typer.Option(
         [],
         "--set",
-        help="Override a config value: key=value, or detector.key=value in the [detector] section (repeatable).",
+        help="Override a config value: key=value, or detector.key=value in the detector section (repeatable).",
     ),
 ) -> None:
     """Train the DHS gait detector on labelled synthetic sequences and real walking data."""
