@@ -65,14 +65,6 @@ class DetectorConfig:
     # towards a gait cycle (~25 frames) at no cost in time.
     dilations: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
     hidden: int = 64
-    # Frames per feature column: the network first averages each block of this many frames into one column
-    # (``pool_frames``), so its convolutions, window pooling and dilations run on columns, at about 1 / this
-    # of the arithmetic. Windows, strides and labels stay in frames.
-    frames_per_column: int = 1
-    # With frames_per_column > 1: beside each DHS row's block mean, the mean absolute change of that row
-    # between consecutive frames inside the block, which the mean blurs away (a walker's legs move, a
-    # stander's do not).
-    motion_channels: bool = False
     context: int = 8  # frames of context a training window carries on each side (>= the receptive field)
     # inference
     window_lengths: tuple[int, ...] = (16, 24, 36)  # frames
@@ -107,8 +99,6 @@ class DetectorConfig:
                 f"detector config: merge_gap and min_gait_frames must not be negative, got {self.merge_gap} "
                 f"and {self.min_gait_frames}"
             )
-        if self.frames_per_column < 1:
-            raise GaderError(f"detector config: frames_per_column must be at least 1, got {self.frames_per_column}")
         if len(self.dilations) != len(self.channels):
             raise GaderError(f"detector config: {len(self.channels)} layers but {len(self.dilations)} dilations")
         if self.context < self.receptive_half_width:
@@ -122,11 +112,6 @@ class DetectorConfig:
         return 1 + len(self.extra_rows) + (RATIO_CHANNELS if self.ratio_inputs else 0)
 
     @property
-    def network_input_channels(self) -> int:
-        """Channels of the first convolution: the DHS's, plus one motion channel per DHS row when configured."""
-        return self.input_channels + (len(self.row_heights) if self.motion_channels else 0)
-
-    @property
     def row_heights(self) -> tuple[float, ...]:
         """The height above the sole (share of the aligned height) of each row channel: input channel i is the
         DHS row at ``row_heights[i]`` (the knee row first), the ratio channels follow."""
@@ -134,9 +119,8 @@ class DetectorConfig:
 
     @property
     def receptive_half_width(self) -> int:
-        """Frames each feature column sees on either side (3-wide kernels, dilated in time, over columns of
-        ``frames_per_column`` frames)."""
-        return sum(self.dilations) * self.frames_per_column + self.frames_per_column - 1
+        """Frames each feature column sees on either side (3-wide kernels, dilated in time)."""
+        return sum(self.dilations)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -248,57 +232,13 @@ def halve_width(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(x[:, :, 0:even:2], x[:, :, 1:even:2])
 
 
-def _pool_frames(
-    dhs: torch.Tensor, valid: torch.Tensor, frames_per_column: int, motion_rows: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DHS [n, C_in, W, T], valid [n, T] float (1: a real frame) -> columns [n, C_in + motion_rows, W, T'] and
-    their validity [n, T'], T' = ceil(T / s) for s = ``frames_per_column``: column c is the mean of the valid
-    frames c*s .. c*s + s - 1 (a last, shorter block is the mean of what it has), and for each of the first
-    ``motion_rows`` channels (the DHS rows) the mean absolute change between consecutive valid frames of the
-    block. Scripted, so that the traced Triton detector pools any sequence length the same way."""
-    n, channels, width, frames = dhs.shape
-    s = frames_per_column
-    columns = (frames + s - 1) // s
-    pad = columns * s - frames
-    blocks = F.pad(dhs * valid[:, None, None, :], [0, pad]).reshape(n, channels, width, columns, s)
-    real = F.pad(valid, [0, pad]).reshape(n, 1, 1, columns, s)  # [n, 1, 1, T', s]
-    pooled = blocks.sum(dim=4) / real.sum(dim=4).clamp(min=1.0)  # [n, C_in, W, T']
-    if motion_rows > 0:
-        rows = blocks[:, :motion_rows]  # [n, R, W, T', s]
-        pairs = real[..., 1:] * real[..., :-1]  # [n, 1, 1, T', s - 1]: both frames real
-        change = (rows[..., 1:] - rows[..., :-1]).abs() * pairs
-        motion = change.sum(dim=4) / pairs.sum(dim=4).clamp(min=1.0)  # [n, R, W, T']
-        pooled = torch.cat([pooled, motion], dim=1)
-    return pooled, real.amax(dim=4)[:, 0, 0]
-
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    pool_frames = torch.jit.script(_pool_frames)
-
-
-def column_spans(spans: torch.Tensor, frames_per_column: int) -> torch.Tensor:
-    """Window spans in frames [m, 2] (start, end exclusive) -> in feature columns: every column holding one of
-    the window's frames (exact where windows start and end on block edges, as the default windows do at
-    frames_per_column 2 or 4)."""
-    if frames_per_column == 1:
-        return spans
-    return torch.stack(
-        [
-            torch.div(spans[:, 0], frames_per_column, rounding_mode="floor"),
-            torch.div(spans[:, 1] + frames_per_column - 1, frames_per_column, rounding_mode="floor"),
-        ],
-        dim=1,
-    )
-
-
 class DHSClassifier(nn.Module):
     """DHS [n, C, W, t] -> shared feature columns -> per-window temporal max -> class logits [m, 4]."""
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
-        inputs = (config.network_input_channels, *config.channels[:-1])
+        inputs = (config.input_channels, *config.channels[:-1])
         pairs = zip(inputs, config.channels, strict=True)
         self.convs = nn.ModuleList(
             nn.Conv2d(i, o, 3, padding=(1, d), dilation=(1, d), bias=False)
@@ -317,14 +257,8 @@ class DHSClassifier(nn.Module):
         )
 
     def features(self, dhs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """DHS [n, C_in, W, T] (valid [n, T]: real frames) -> feature columns [n, C, W', T'], one column per
-        ``frames_per_column`` frames (T' = T when that is 1)."""
+        """DHS [n, C_in, W, t] (valid [n, t]: real columns) -> feature columns [n, C, W', t]."""
         x = dhs
-        if self.config.frames_per_column > 1:
-            frames = torch.ones_like(dhs[:, 0, 0]) if valid is None else valid.to(dhs.dtype)  # [n, T]
-            motion_rows = len(self.config.row_heights) if self.config.motion_channels else 0
-            x, column_valid = pool_frames(dhs, frames, self.config.frames_per_column, motion_rows)
-            valid = None if valid is None else column_valid
         for index, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = F.relu(norm(conv(x)))
             if valid is not None:  # padded columns stay zero, as the convolutions' own padding
@@ -333,24 +267,14 @@ class DHSClassifier(nn.Module):
                 x = halve_width(x)
         return x
 
-    def column_masks(self, windows: torch.Tensor) -> torch.Tensor:
-        """Window frames [m, T] bool -> window columns [m, T']: the columns holding any of the window's frames."""
-        s = self.config.frames_per_column
-        if s == 1:
-            return windows
-        columns = (windows.shape[1] + s - 1) // s
-        padded = F.pad(windows, [0, columns * s - windows.shape[1]])  # bool pads with False
-        return padded.reshape(windows.shape[0], columns, s).any(dim=2)
-
     def classify(self, features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        """features [n, C, W', T'] (n = 1: shared by every window, or one per window); windows [m, T] bool
-        (the frames each window pools) -> logits [m, 4]."""
-        columns = self.column_masks(windows)  # [m, T']
-        pooled = features.masked_fill(~columns[:, None, None, :], float("-inf")).max(dim=3).values  # [m, C, W']
+        """features [n, C, W', t] (n = 1: shared by every window, or one per window); windows [m, t] bool
+        (the columns each window pools) -> logits [m, 4]."""
+        pooled = features.masked_fill(~windows[:, None, None, :], float("-inf")).max(dim=3).values  # [m, C, W']
         return self.mlp(pooled.flatten(1))
 
     def forward(self, dhs: torch.Tensor, valid: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor:
-        """Training: crops [n, C_in, W, t] with context, valid [n, t], window frames [n, t] -> logits [n, 4]."""
+        """Training: crops [n, C_in, W, t] with context, valid [n, t], window columns [n, t] -> logits [n, 4]."""
         return self.classify(self.features(dhs, valid), windows)
 
     def folded(self) -> DHSClassifier:
@@ -494,14 +418,10 @@ with warnings.catch_warnings():
     pool_spans = torch.jit.script(_pool_spans)
 
 
-def pool_windows(
-    features: torch.Tensor, positions: list[tuple[int, int]], frames_per_column: int = 1
-) -> torch.Tensor:
-    """One sequence's shared feature columns [1, C, W', T'] and its windows (in frames) -> [m, C, W']
-    (``pool_spans`` over ``column_spans``)."""
+def pool_windows(features: torch.Tensor, positions: list[tuple[int, int]]) -> torch.Tensor:
+    """One sequence's shared feature columns [1, C, W', T] and its windows -> [m, C, W'] (``pool_spans``)."""
     spans = torch.tensor(positions, dtype=torch.long, device=features.device).reshape(-1, 2)
-    owner = torch.zeros(len(positions), dtype=torch.long, device=features.device)
-    return pool_spans(features, owner, column_spans(spans, frames_per_column))
+    return pool_spans(features, torch.zeros(len(positions), dtype=torch.long, device=features.device), spans)
 
 
 def suppress_and_merge(
@@ -597,7 +517,7 @@ class GaitDetector:
     def window_probabilities(self, dhs: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
         """DHS [C_in, W, T] and windows -> class probabilities [m, 4]; one feature pass for all windows."""
         features = self._network.features(torch.from_numpy(dhs)[None].to(self.device))  # [1, C, W', T]
-        pooled = pool_windows(features, positions, self.config.frames_per_column)  # [m, C, W']
+        pooled = pool_windows(features, positions)  # [m, C, W']
         logits = self._network.mlp(pooled.flatten(1))
         return torch.softmax(logits, dim=1).cpu().numpy()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gader.detector import DHSClassifier, column_spans, pool_spans
+from gader.detector import DHSClassifier, pool_spans
 from gader.errors import GaderError
 from gader.gar import GaitEmbedder
 from gader.model_io import load_detector, load_model
@@ -55,17 +55,15 @@ class _Embed(nn.Module):
 
 
 class _DetectWindows(nn.Module):
-    """DHS [n, C_in, W, T], valid [n, T], window spans in frames [m, 2] (start, end), owner [m] -> window logits
-    [m, 4]."""
+    """DHS [n, C_in, W, T], valid [n, T], window spans [m, 2] (start, end), owner [m] -> window logits [m, 4]."""
 
     def __init__(self, classifier: DHSClassifier) -> None:
         super().__init__()
         self.classifier = classifier
 
     def forward(self, dhs: torch.Tensor, valid: torch.Tensor, spans: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-        features = self.classifier.features(dhs, valid)  # [n, C, W', T']
-        columns = column_spans(spans, self.classifier.config.frames_per_column)  # [m, 2] in feature columns
-        return self.classifier.mlp(pool_spans(features, owner, columns).flatten(1))  # [m, 4]
+        features = self.classifier.features(dhs, valid)  # [n, C, W', T]
+        return self.classifier.mlp(pool_spans(features, owner, spans).flatten(1))  # [m, 4]
 
 
 def _trace(module: nn.Module, example: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:

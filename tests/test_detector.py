@@ -218,38 +218,24 @@ def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_p
 
 
 @pytest.mark.parametrize(
-    ("extra_rows", "dilations", "ratio_inputs", "frames_per_column"),
-    [
-        ((), (1, 1, 1, 1, 1), False, 1),
-        ((0.08, 0.45), (1, 1, 2, 2, 2), False, 1),
-        ((0.08,), (1, 2, 4, 8, 8), True, 1),
-        ((0.08, 0.45), (1, 1, 2, 2, 2), True, 4),
-    ],
+    ("extra_rows", "dilations", "ratio_inputs"),
+    [((), (1, 1, 1, 1, 1), False), ((0.08, 0.45), (1, 1, 2, 2, 2), False), ((0.08,), (1, 2, 4, 8, 8), True)],
 )
-def test_shared_features_classify_each_window_like_a_crop_with_context(
-    extra_rows, dilations, ratio_inputs, frames_per_column
-):
-    """One feature pass over the whole DHS equals classifying each window's crop (with its context) alone,
-    the crop starting on a block edge as training crops do (``sample_windows``)."""
+def test_shared_features_classify_each_window_like_a_crop_with_context(extra_rows, dilations, ratio_inputs):
+    """One feature pass over the whole DHS equals classifying each window's crop (with its context) alone."""
     torch.manual_seed(0)
     config = DetectorConfig(
-        extra_rows=extra_rows,
-        dilations=dilations,
-        ratio_inputs=ratio_inputs,
-        frames_per_column=frames_per_column,
-        motion_channels=frames_per_column > 1,
-        context=sum(dilations) * frames_per_column + frames_per_column - 1,
+        extra_rows=extra_rows, dilations=dilations, ratio_inputs=ratio_inputs, context=sum(dilations)
     )
     classifier = DHSClassifier(config).eval()
     dhs = np.random.default_rng(0).random((config.input_channels, 44, 60), dtype=np.float32)  # [C, W, T]
-    positions = [(0, 16), (20, 44), (44, 60), (21, 39)]  # the last off the block edges
+    positions = [(0, 16), (20, 44), (44, 60)]
     detector = GaitDetector(classifier, config)
     shared = detector.window_probabilities(dhs, positions)
     context = config.receptive_half_width  # exactly the receptive field: the crops see everything that matters
     alone = []
     for start, end in positions:
         left, right = max(0, start - context), min(60, end + context)
-        left -= left % frames_per_column
         crop = torch.from_numpy(dhs[..., left:right])[None]  # [1, C, W, t]
         window = torch.zeros(1, right - left, dtype=torch.bool)
         window[0, start - left : end - left] = True
@@ -504,59 +490,19 @@ def test_detector_report_is_consistent():
         detector.detect(np.zeros((0, 64, 44), np.uint8))
 
 
-@pytest.mark.parametrize("frames_per_column", [1, 4])
 @pytest.mark.parametrize("frames", [5, 16, 57, 130])
-def test_sliding_window_pooling_equals_masked_pooling(frames, frames_per_column):
-    """Inference pools windows from span tables, training from masks: the same numbers, also when a column
-    holds several frames and a window starts or ends inside one."""
+def test_sliding_window_pooling_equals_masked_pooling(frames):
     from gader.detector import DetectorConfig, DHSClassifier, pool_windows, window_masks, window_positions
 
     torch.manual_seed(frames)
-    config = DetectorConfig(frames_per_column=frames_per_column, context=6 * frames_per_column)
+    config = DetectorConfig()
     network = DHSClassifier(config).eval()
-    columns = -(-frames // frames_per_column)
-    features = torch.randn(1, 48, 11, columns)
-    positions = window_positions(frames, config) + [(min(1, frames - 1), frames), (frames // 3, frames // 2 + 1)]
+    features = torch.randn(1, 48, 11, frames)
+    positions = window_positions(frames, config)
     with torch.no_grad():
         masked = network.classify(features, window_masks(frames, positions))
-        sliding = network.mlp(pool_windows(features, positions, frames_per_column).flatten(1))
+        sliding = network.mlp(pool_windows(features, positions).flatten(1))
     assert torch.equal(masked, sliding)
-
-
-def test_frame_blocks_are_the_mean_and_the_mean_change_of_their_real_frames():
-    from gader.detector import pool_frames
-
-    row = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 0.0, 9.0])  # 11 frames, the last padding
-    ratio = torch.tensor([2.0] * 10 + [9.0])
-    dhs = torch.stack([row, ratio])[None, :, None, :].repeat(1, 1, 3, 1)  # [1, 2, W = 3, T = 11]
-    valid = torch.ones(1, 11)
-    valid[0, 10] = 0.0
-    columns, column_valid = pool_frames(dhs, valid, 4, 1)  # [1, 2 + 1, 3, 3]: blocks 0-3, 4-7, 8-9
-    assert columns.shape == (1, 3, 3, 3)
-    assert torch.allclose(columns[0, 0, 0], torch.tensor([0.5, 0.5, 0.5]))  # means of the real frames
-    assert torch.allclose(columns[0, 1, 0], torch.tensor([2.0, 2.0, 2.0]))  # a ratio channel: its mean only
-    assert torch.allclose(columns[0, 2, 0], torch.tensor([2 / 3, 0.0, 1.0]))  # mean |change| inside each block
-    assert column_valid.tolist() == [[1.0, 1.0, 1.0]]
-    shorter, _ = pool_frames(dhs[..., :10], torch.ones(1, 10), 4, 1)  # no padding: the same columns
-    assert torch.equal(shorter, columns)
-
-
-def test_a_training_crop_starts_on_a_block_edge():
-    """With frames_per_column 4, every crop starts on a multiple of 4 frames of its sequence, where inference's
-    blocks start, and still holds its whole window and the context before it."""
-    frames = 90
-    index = np.broadcast_to(np.arange(frames, dtype=np.float32), (1, 44, frames))  # each column: its frame number
-    items = [LabelledDHS(index.copy(), np.zeros(frames, np.int64), "synthetic", str(i)) for i in range(3)]
-    windows, _ = sample_windows(
-        items, 200, (8, 48), np.random.default_rng(0), balanced=False, context=13, frames_per_column=4
-    )
-    lefts = [int(crop[0, 0, 0]) for crop, _first, _last in windows]  # the crop's first frame in its sequence
-    assert all(left % 4 == 0 for left in lefts)
-    assert len(set(lefts)) > 10  # many different crops, not one
-    for (crop, first, last), left in zip(windows, lefts, strict=True):
-        start = left + first  # the window's first frame in the sequence
-        assert 0 <= first < last <= crop.shape[-1]
-        assert first >= min(13, start)  # at least the context before the window (less at the sequence's start)
 
 
 def test_a_second_stage_starts_from_a_trained_detector_with_the_same_network(tmp_path):
@@ -629,39 +575,3 @@ def test_inference_settings_change_without_retraining_and_network_settings_are_r
         with pytest.raises(GaderError, match=message):
             with_inference_settings(config, [wrong])
     assert with_inference_settings(config, ["score_threshold=1"]).score_threshold == 1
-
-
-def test_the_traced_triton_detector_pools_frame_blocks_like_the_local_one_at_other_lengths(tmp_path):
-    """Exported with 40-frame examples, the traced graph must still cut other lengths (not multiples of the
-    block) into blocks as the in-process detector does, for a padded batch of two sequences."""
-    from gader.export import export_detector
-    from gader.model_io import save_detector
-
-    torch.manual_seed(0)
-    config = DetectorConfig(
-        extra_rows=(0.45,),
-        ratio_inputs=True,
-        frames_per_column=4,
-        motion_channels=True,
-        dilations=(1, 1, 2, 2, 2),
-        context=35,  # (1 + 1 + 2 + 2 + 2) columns of 4 frames, and the 3 other frames of a block
-    )
-    detector = GaitDetector(DHSClassifier(config).eval(), config)
-    save_detector(tmp_path / "blocks", detector, {"id": "blocks"})
-    directory = export_detector(tmp_path / "blocks", tmp_path / "repository")
-    network = torch.jit.load(directory / "1" / "model.pt").eval()
-    rng = np.random.default_rng(0)
-    lengths = (71, 45)
-    batch = np.zeros((2, config.input_channels, 44, max(lengths)), np.float32)
-    valid = np.zeros((2, max(lengths)), bool)
-    spans, owner, expected = [], [], []
-    for row, frames in enumerate(lengths):
-        signature = rng.random((config.input_channels, 44, frames), dtype=np.float32)
-        batch[row, ..., :frames], valid[row, :frames] = signature, True
-        positions = window_positions(frames, config) + [(3, frames - 2)]
-        spans += positions
-        owner += [row] * len(positions)
-        expected.append(detector.window_probabilities(signature, positions))
-    with torch.no_grad():
-        logits = network(torch.from_numpy(batch), torch.from_numpy(valid), torch.tensor(spans), torch.tensor(owner))
-    np.testing.assert_allclose(torch.softmax(logits, dim=1).numpy(), np.concatenate(expected), atol=1e-5)

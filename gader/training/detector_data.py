@@ -219,7 +219,6 @@ def sample_windows(
     blank_ratios: float = 0.0,
     still_channels: tuple[int, ...] = (),
     still_share: float = 0.0,
-    frames_per_column: int = 1,
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
@@ -229,8 +228,7 @@ def sample_windows(
     walking frames far outnumber the rest. ``blank_ratios`` is the share of windows whose ratio channels
     (the last ``RATIO_CHANNELS``, when the DHS has them) are zeroed, as for a sequence that comes without
     ratios, so that one detector serves both. ``still_share`` is the share of windows whose ``still_channels``
-    are held still (``hold_still``), label unchanged. A crop starts on a multiple of ``frames_per_column``
-    frames, so that the network's frame blocks fall where they fall at inference (from the sequence's start).
+    are held still (``hold_still``), label unchanged.
     """
     windows, labels = [], []
     wanted = rng.integers(0, 4, size=count) if balanced else None
@@ -245,7 +243,6 @@ def sample_windows(
         if wanted is not None and label != wanted[len(windows)] and attempts < 200 * count:
             continue
         left, right = max(0, start - context), min(frames, start + length + context)
-        left -= left % frames_per_column
         crop = item.dhs[..., left:right]
         if blank_ratios and rng.random() < blank_ratios:
             crop = without_ratios(crop)

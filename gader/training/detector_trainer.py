@@ -202,7 +202,6 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
         "blank_ratios": blank,
         "still_channels": still_row_channels(config),
         "still_share": config.still_rows_share,
-        "frames_per_column": config.detector.frames_per_column,
     }
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
         if mixed:
@@ -254,18 +253,7 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
 
 
 # What a network's weights depend on: the other settings only change inference (windows, thresholds).
-NETWORK_SETTINGS = (
-    "knee_fraction",
-    "band",
-    "extra_rows",
-    "width",
-    "ratio_inputs",
-    "channels",
-    "dilations",
-    "hidden",
-    "frames_per_column",
-    "motion_channels",
-)
+NETWORK_SETTINGS = ("knee_fraction", "band", "extra_rows", "width", "ratio_inputs", "channels", "dilations", "hidden")
 
 
 def initial_weights(name: str, config: DetectorConfig) -> dict[str, torch.Tensor]:
