@@ -511,7 +511,10 @@ class GaitDetector:
         self.classifier = classifier.eval().to(device)
         self.config = config or classifier.config
         self.device = torch.device(device)
-        self._network = self.classifier.folded().to(device)  # what inference runs; classifier is what is saved
+        # What inference runs (classifier is what is saved). Channels-last weights make oneDNN run the
+        # convolutions in that layout: 5 % less detector time per CASIA-B sequence on 2 CPU threads, with the
+        # same labels and probabilities to 1e-7 (measured on 40 sequences, two runs: 0.950 and 0.956 of the time).
+        self._network = self.classifier.folded().to(device, memory_format=torch.channels_last)
 
     @torch.no_grad()
     def window_probabilities(self, dhs: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
