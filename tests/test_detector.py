@@ -1,6 +1,7 @@
 """The DHS gait detector: windows, NMS and merging by hand, training on real files, the CLI, the pipeline."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -432,6 +433,11 @@ def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_trai
     )
     report = json.loads(held_out.stdout)
     assert report["synthetic"]["sequences"] == card["metrics"]["synthetic"]["sequences"] < 8
+    # The table, piped as into a log: whole headers and row names, not folded at 80 columns
+    environment = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    as_table = [arg for arg in held_out.args if arg != "--json"]
+    table = subprocess.run(as_table, capture_output=True, text=True, timeout=600, check=True, env=environment).stdout
+    assert "sequences" in table and "synthetic, no ratios" in table and "…" not in table, table
     for key in ("frame_accuracy", "sequence_accuracy", "walking_frames"):  # no random windows: the same numbers
         assert report["synthetic"][key] == card["metrics"]["synthetic"][key], key
     walking = report["synthetic"]["walking_frames"]

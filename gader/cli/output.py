@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 
-console = Console()
+# Piped into a file or a CI log, rich would fold tables at its default 80 columns and cut their headers
+# ("sequen…"); there they get 160 columns unless COLUMNS says otherwise. A terminal keeps its own width.
+TABLE_WIDTH_WHEN_PIPED = 160
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else TABLE_WIDTH_WHEN_PIPED)
 err_console = Console(stderr=True)
 
 
