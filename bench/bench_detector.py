@@ -7,7 +7,9 @@ GaitBase, 64x44 input; random weights: the cost does not depend on them).
                                    [--print-only]
 
 It also counts the network's arithmetic (torch.utils.flop_counter) and the rate it runs at against a
-1024x1024 matmul on the same threads: whether the detector's time is arithmetic or per-call overhead.
+1024x1024 matmul on the same threads: whether the detector's time is arithmetic or per-call overhead. And it
+times each convolution layer alone on a median-length sequence and on a quarter of its columns: whether a
+network with less arithmetic per sequence (fewer feature columns) would take proportionally less time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.bench_backbones import matmul_gflops
 from bench.report import update_section
 from gader.data import open_dataset
-from gader.detector import dhs_of, report_from_windows, window_positions
+from gader.detector import dhs_of, halve_width, report_from_windows, window_positions
 from gader.gar import GAR, GARConfig
 from gader.model_io import LoadedModel, ModelCard, load_detector, load_model
 from gader.pipeline import GaderPipeline, PipelineConfig
@@ -39,6 +41,33 @@ def timed(function, repeats: int) -> float:
         function()
         best = min(best, time.perf_counter() - start)
     return best * 1e3
+
+
+def layer_rates(detector, dhs, repeats: int) -> list[tuple[str, float, float, float, float]]:
+    """Each convolution of the inference network, alone, on the feature columns it gets for a DHS [C, W, T]
+    and for its first T // 4 columns -> (layer, ms and GFLOP/s at T, ms and GFLOP/s at T // 4)."""
+    network = detector._network
+    rows = []
+    with torch.no_grad():
+        for columns in (dhs.shape[-1], dhs.shape[-1] // 4):
+            x = torch.from_numpy(dhs[..., :columns].copy())[None]  # [1, C, W, t]
+            for index, conv in enumerate(network.convs):
+                milliseconds = timed(lambda c=conv, v=x: c(v), repeats * 5)
+                y = torch.relu(conv(x))
+                flops = 2 * conv.weight.numel() * y.shape[2] * y.shape[3]
+                rows.append((index, columns, milliseconds, flops / milliseconds / 1e6, tuple(x.shape[1:3])))
+                x = halve_width(y) if index in network.pool_after else y
+    layers = len(network.convs)
+    return [
+        (
+            f"{index + 1}: {full[4][0]} -> {conv.out_channels} channels, width {full[4][1]}",
+            full[2],
+            full[3],
+            quarter[2],
+            quarter[3],
+        )
+        for index, (conv, full, quarter) in enumerate(zip(network.convs, rows[:layers], rows[layers:], strict=True))
+    ]
 
 
 def main() -> None:
@@ -91,6 +120,9 @@ def main() -> None:
             flush=True,
         )
     frames = statistics.median(r[0] for r in rows)
+    median_record = min((dataset.load(key) for key in keys), key=lambda record: abs(record.frames - frames))
+    median_dhs = dhs_of(median_record.silhouettes, detector.config)
+    layers = layer_rates(detector, median_dhs, args.repeats)
     detect = statistics.median(r[1] for r in rows)
     shipped_share = statistics.median(100 * r[1] / r[2] for r in rows)
     full_share = statistics.median(100 * r[1] / r[3] for r in rows)
@@ -118,6 +150,16 @@ def main() -> None:
             f"products, counted by torch.utils.flop_counter), run at {network_rate:.0f} GFLOP/s against "
             f"{peak:.0f} GFLOP/s for a 1024x1024 float32 matmul on the same threads. 2 % of the shipped GAR's "
             f"median time is {shipped_ms * 0.02:.2f} ms.",
+            "",
+            f"Each convolution alone (best of {args.repeats * 5}), on the {median_dhs.shape[-1]}-frame sequence "
+            f"nearest the median and on a quarter of its columns ({median_dhs.shape[-1] // 4}): a network with a "
+            "quarter of the columns does a quarter of the arithmetic, but small convolutions run at a lower rate.",
+            "",
+            f"| layer | ms, {median_dhs.shape[-1]} columns | GFLOP/s | ms, {median_dhs.shape[-1] // 4} columns | "
+            "GFLOP/s |",
+            "|---|---:|---:|---:|---:|",
+            *(f"| {name} | {a:.3f} | {ra:.0f} | {b:.3f} | {rb:.0f} |" for name, a, ra, b, rb in layers),
+            f"| all five | {sum(r[1] for r in layers):.3f} | | {sum(r[3] for r in layers):.3f} | |",
         ]
     )
     print(body)
