@@ -46,28 +46,23 @@ def timed(function, repeats: int) -> float:
 def layer_rates(detector, dhs, repeats: int) -> list[tuple[str, float, float, float, float]]:
     """Each convolution of the inference network, alone, on the feature columns it gets for a DHS [C, W, T]
     and for its first T // 4 columns -> (layer, ms and GFLOP/s at T, ms and GFLOP/s at T // 4)."""
-    network = detector._network
-    rows = []
+    network = detector.inference_network
+    full, quarter = dhs.shape[-1], dhs.shape[-1] // 4
+    timings: dict[int, list[tuple[float, float]]] = {}  # columns -> (ms, GFLOP/s) per layer
+    names = []
     with torch.no_grad():
-        for columns in (dhs.shape[-1], dhs.shape[-1] // 4):
+        for columns in (full, quarter):
             x = torch.from_numpy(dhs[..., :columns].copy())[None]  # [1, C, W, t]
+            timings[columns] = []
             for index, conv in enumerate(network.convs):
                 milliseconds = timed(lambda c=conv, v=x: c(v), repeats * 5)
-                y = torch.relu(conv(x))
+                y = torch.relu(conv(x))  # [1, C', W, t]
                 flops = 2 * conv.weight.numel() * y.shape[2] * y.shape[3]
-                rows.append((index, columns, milliseconds, flops / milliseconds / 1e6, tuple(x.shape[1:3])))
+                timings[columns].append((milliseconds, flops / milliseconds / 1e6))
+                if columns == full:
+                    names.append(f"{index + 1}: {x.shape[1]} -> {conv.out_channels} channels, width {x.shape[2]}")
                 x = halve_width(y) if index in network.pool_after else y
-    layers = len(network.convs)
-    return [
-        (
-            f"{index + 1}: {full[4][0]} -> {conv.out_channels} channels, width {full[4][1]}",
-            full[2],
-            full[3],
-            quarter[2],
-            quarter[3],
-        )
-        for index, (conv, full, quarter) in enumerate(zip(network.convs, rows[:layers], rows[layers:], strict=True))
-    ]
+    return [(name, *timings[full][i], *timings[quarter][i]) for i, name in enumerate(names)]
 
 
 def main() -> None:

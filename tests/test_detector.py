@@ -214,7 +214,7 @@ def test_inference_folds_batch_norm_into_the_convolutions_without_changing_the_p
         ).numpy()
     detector = GaitDetector(classifier, config)
     np.testing.assert_allclose(detector.window_probabilities(dhs, positions), unfolded, atol=1e-5)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector._network.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.inference_network.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.classifier.modules())  # what is saved
 
 
