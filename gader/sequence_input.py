@@ -49,6 +49,10 @@ class InputLimits:
         return VideoLimits(max_pixels=self.max_frame_pixels, max_seconds=self.video_seconds, target_fps=self.video_fps)
 
 
+def _frames(count: int) -> str:
+    return f"{count} frame" if count == 1 else f"{count} frames"
+
+
 def _is_aligned(silhouettes: np.ndarray) -> bool:
     return silhouettes.shape[1] == ALIGNED_HEIGHT and silhouettes.shape[2] in ALIGNED_WIDTHS
 
@@ -68,9 +72,9 @@ def record_from_arrays(
         raise DataFormatError(f"silhouettes must be [T, H, W], got shape {silhouettes.shape}")
     frames = silhouettes.shape[0]
     if frames < limits.min_frames:
-        raise DataFormatError(f"the sequence has {frames} frames; at least {limits.min_frames} are needed")
+        raise DataFormatError(f"the sequence has {_frames(frames)}; at least {limits.min_frames} are needed")
     if frames > limits.max_frames:
-        raise DataFormatError(f"the sequence has {frames} frames; at most {limits.max_frames} are accepted")
+        raise DataFormatError(f"the sequence has {_frames(frames)}; at most {limits.max_frames} are accepted")
     if silhouettes.shape[1] * silhouettes.shape[2] > limits.max_frame_pixels:
         raise DataFormatError(
             f"frames of {silhouettes.shape[2]}x{silhouettes.shape[1]} exceed {limits.max_frame_pixels:,} pixels"
@@ -110,6 +114,17 @@ def record_from_arrays(
     )
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's first 24 bytes (signature, then the IHDR chunk, which must come first), or
+    None when they are not a PNG's."""
+    if len(head) < 24 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> SequenceRecord:
     names = sorted(n for n in archive.namelist() if n.lower().endswith(".png") and not n.endswith("/"))
     if not names:
@@ -121,6 +136,12 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
         info = archive.getinfo(name)
         if info.file_size > 4 * limits.max_frame_pixels + 1024:  # a PNG mask never needs more
             raise DataFormatError(f"{label}: {name} is too large ({info.file_size:,} bytes)")
+        with archive.open(name) as handle:
+            size = png_size(handle.read(24))
+        if size is None:
+            raise DataFormatError(f"{label}: {name} is not a readable PNG")
+        if size[0] * size[1] > limits.max_frame_pixels:  # checked before decoding: a small PNG can hold a huge image
+            raise DataFormatError(f"{label}: {name} is {size[0]}x{size[1]}, over {limits.max_frame_pixels:,} pixels")
         image = cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
@@ -161,9 +182,28 @@ def read_sequence_bytes(
             record = _from_npz(data, filename, limits)
         else:
             record = _from_png_zip(archive, limits, filename)
+    record = without_empty_frames(record, filename, limits.min_frames)
     # Set here, never taken from the file: a client's own metadata must not pose as the service's finding.
     record.meta["source"] = {"kind": "masks" if record.meta.pop("pretreated_here", False) else "silhouettes"}
     return record
+
+
+def without_empty_frames(record: SequenceRecord, label: str, min_frames: int = 1) -> SequenceRecord:
+    """Aligned frames without a single silhouette pixel hold nobody (a segmentation that found no one): they
+    are dropped, as pretreatment drops such frames from full-frame masks, and a sequence with nothing else is
+    refused. Left in, the detector would read gait into blank frames (it never saw any in training)."""
+    present = record.silhouettes.reshape(record.frames, -1).any(axis=1)  # [T]
+    if present.all():
+        return record
+    if not present.any():
+        raise DataFormatError(f"{label}: no frame holds a silhouette (all {_frames(record.frames)} are blank)")
+    kept = int(present.sum())
+    if kept < min_frames:
+        raise DataFormatError(
+            f"{label}: {_frames(kept)} of {record.frames} hold a silhouette (the others are blank); at least "
+            f"{min_frames} are needed"
+        )
+    return record.select(np.flatnonzero(present))
 
 
 def _from_video(data: bytes, filename: str, limits: InputLimits, track_id: int | None) -> SequenceRecord:
@@ -177,7 +217,7 @@ def _from_video(data: bytes, filename: str, limits: InputLimits, track_id: int |
         )
     if record.frames < limits.min_frames:
         raise DataFormatError(
-            f"{filename}: track {track.track_id} has {record.frames} usable frames; at least {limits.min_frames}"
+            f"{filename}: track {track.track_id} has {_frames(record.frames)} usable; at least {limits.min_frames}"
             " are needed"
         )
     record.meta["source"] = {  # built here from what the service decoded
@@ -208,7 +248,7 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
         if len(shape) != 3:
             raise DataFormatError(f"{filename}: silhouettes must be [T, H, W], got shape {shape}")
         if shape[0] > limits.max_frames:
-            raise DataFormatError(f"the sequence has {shape[0]} frames; at most {limits.max_frames} are accepted")
+            raise DataFormatError(f"the sequence has {_frames(shape[0])}; at most {limits.max_frames} are accepted")
         if shape[1] * shape[2] > limits.max_frame_pixels:
             raise DataFormatError(f"frames of {shape[2]}x{shape[1]} exceed {limits.max_frame_pixels:,} pixels")
         aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
@@ -218,7 +258,7 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
                 record.meta.pop(reserved, None)
             if record.frames < limits.min_frames:
                 raise DataFormatError(
-                    f"the sequence has {record.frames} frames; at least {limits.min_frames} are needed"
+                    f"the sequence has {_frames(record.frames)}; at least {limits.min_frames} are needed"
                 )
             return record
         return record_from_arrays(arrays["silhouettes"], arrays.get("ratios"), arrays.get("rgb"), limits, filename)

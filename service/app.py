@@ -19,7 +19,7 @@ from service.settings import Settings
 
 DESCRIPTION = """
 Gait matching with GADER: enroll people into galleries from silhouette sequences (or videos), then ask who a
-probe is (1:N identify) or whether it is a claimed person (1:N verify).
+probe is (1:N identify) or whether it is a claimed person (1:1 verify).
 
 **Authentication**: every route except `/healthz`, `/readyz` and `/metrics` needs an `X-API-Key` header.
 The first start prints an admin key once; `gader keys create --scopes enroll,identify` makes more.
@@ -110,18 +110,36 @@ def create_app(settings: Settings | None = None, core: MatchingCore | None = Non
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
+        fields, problems = [], []
         for error in exc.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
-            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+            if error.get("type") == "json_invalid":  # its location is a character offset, not a field
+                reason = error.get("ctx", {}).get("error", "")
+                where, message = (
+                    "body",
+                    f"not valid JSON at character {where or 0}" + (f" ({reason})" if reason else ""),
+                )
+            else:
+                where, message = where or "body", error.get("msg", "invalid")
+            fields.append(where)
+            problems.append(f"{where}: {message}")
         body = {
             "error": {
                 "code": "invalid_argument",
                 "message": "; ".join(problems) or "invalid request",
-                "details": {"fields": [p.split(":")[0] for p in problems]},
+                "details": {"fields": fields},
             }
         }
         return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        # A fault of the service, not of the request: the client gets the documented envelope without the
+        # internals; Starlette re-raises the exception after this answer, so the server's log has the traceback.
+        body = {
+            "error": {"code": "internal", "message": "internal error (the server's log has the details)", "details": {}}
+        }
+        return JSONResponse(body, status_code=500)
 
     app.add_middleware(RequestMetrics)
     return app

@@ -24,7 +24,14 @@ from gader.detector import DetectionReport
 from gader.errors import GaderError
 from gader.pipeline import PipelineResult
 from gader.sequence_input import InputLimits, read_sequence_bytes
-from service.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unprocessable
+from service.errors import (
+    InvalidInput,
+    NotFound,
+    NothingToCompare,
+    PayloadTooLarge,
+    PermissionDenied,
+    Unprocessable,
+)
 from service.gallery.index import flatten_embedding, similarity
 from service.gallery.manager import GalleryManager
 from service.gallery.records import (
@@ -113,7 +120,13 @@ def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     metadata = metadata or {}
     if not isinstance(metadata, dict):
         raise InvalidInput("metadata must be a JSON object")
-    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+    try:
+        # allow_nan=False: NaN and infinities are not JSON; stored, they would come back as null over REST
+        # and as a bare NaN (which JSON parsers refuse) in gRPC's metadata_json.
+        encoded = json.dumps(metadata, allow_nan=False)
+    except ValueError:
+        raise InvalidInput("metadata must be plain JSON: NaN and infinite numbers are not allowed") from None
+    if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return metadata
 
@@ -182,7 +195,7 @@ class MatchingCore:
         principal.require("enroll")
         check_gallery_name(name)
         if not principal.may_use(name):
-            raise InvalidInput(f"this API key may only create galleries named {sorted(principal.galleries or [])}")
+            raise PermissionDenied(f"this API key may only create galleries named {sorted(principal.galleries or [])}")
         gallery = self.store.create_gallery(name, _metadata(metadata), principal.key_id)
         self.galleries.index(name)
         self._audit(principal, "create_gallery", gallery=name)
@@ -420,7 +433,9 @@ class MatchingCore:
                 raise NotFound(f"no template {template_id!r} of subject {subject_id!r} (with this model)")
             templates = [template_id]
         if not templates:
-            raise Conflict(f"subject {subject_id!r} has no template enrolled with model {self.inference.model_id}")
+            raise NothingToCompare(
+                f"subject {subject_id!r} has no template enrolled with model {self.inference.model_id}"
+            )
         timings = Timings()
         result, vector, source = await self._embed(data, filename, timings, track_id)
         scores = similarity(index.vectors(templates) @ vector)  # every template of the subject

@@ -39,6 +39,13 @@ class Conflict(ServiceError):
     status, code = 409, "already_exists"
 
 
+class NothingToCompare(Conflict):
+    """A verification against a subject that has no template with the service's model: the request is fine,
+    the gallery's state does not allow it (409, as documented, with the precondition's code)."""
+
+    code = "failed_precondition"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 

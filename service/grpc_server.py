@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from service.grpc_gen import modules
 
 pb, pb_grpc = modules()
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gader"].full_name
+
+log = logging.getLogger("gader.service")
 
 STATUS = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
@@ -117,6 +120,13 @@ class GaderServicer(pb_grpc.GaderServicer):
             if exc.retry_after:
                 context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
             await context.abort(STATUS.get(exc.code, grpc.StatusCode.INTERNAL), exc.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            # A fault of the service, not of the request: grpc would answer UNKNOWN with the exception's type
+            # and text; the client gets INTERNAL without the internals, the log gets the traceback.
+            log.exception("unexpected error in a gRPC call")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (the server's log has the details)")
 
     # galleries
     async def CreateGallery(self, request, context):
@@ -293,6 +303,11 @@ class GaderServicer(pb_grpc.GaderServicer):
                 masks.append(np.frombuffer(frames_to_npz_check(frames), np.uint8).reshape(frames.count, *shape))
                 ratios.extend(frames.ratios)
                 if frames.rgb:
+                    expected = frames.count * frames.height * frames.width * 3
+                    if len(frames.rgb) != expected:
+                        raise InvalidInput(
+                            f"frames.rgb has {len(frames.rgb):,} bytes; count x height x width x 3 is {expected:,}"
+                        )
                     rgb.append(np.frombuffer(frames.rgb, np.uint8).reshape(frames.count, *shape, 3))
         if first is None:
             raise InvalidInput("the stream carried no chunk")

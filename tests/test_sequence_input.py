@@ -49,7 +49,7 @@ def test_zip_of_png_masks():
 def test_a_gader_file_keeps_its_labels():
     labels = FrameLabels(gait=np.array([1, 0, 1]), full_body=np.ones(3))
     buffer = io.BytesIO()
-    write_sequence(SequenceRecord("7", "c", "v", np.zeros((3, 64, 64), np.uint8), labels=labels), buffer)
+    write_sequence(SequenceRecord("7", "c", "v", np.full((3, 64, 64), 255, np.uint8), labels=labels), buffer)
     record = read_sequence_bytes(buffer.getvalue(), "gader.npz")
     assert record.labels.gait.tolist() == [True, False, True]
 
@@ -82,6 +82,42 @@ def test_a_gader_file_keeps_its_labels():
 def test_bad_uploads_are_named(data, message):
     with pytest.raises(DataFormatError, match=message):
         read_sequence_bytes(data, "upload.npz")
+
+
+def test_blank_aligned_frames_are_dropped_and_a_blank_sequence_is_refused():
+    """A frame without a silhouette pixel holds nobody: dropped (with its ratio, RGB and labels), as pretreatment
+    drops such full frames; a sequence of nothing else is refused, and so is one left with too few frames."""
+    silhouettes = np.full((6, 64, 44), 255, np.uint8)
+    silhouettes[[1, 4]] = 0
+    ratios = np.arange(1.0, 7.0)
+    record = read_sequence_bytes(_npz(silhouettes=silhouettes, ratios=ratios), "gaps.npz")
+    assert record.frames == 4 and record.ratios.tolist() == [1.0, 3.0, 4.0, 6.0]
+    labels = FrameLabels(gait=np.array([1, 0, 1, 1, 0, 0]), full_body=np.ones(6))
+    buffer = io.BytesIO()
+    write_sequence(SequenceRecord("7", "c", "v", silhouettes[:, :, :44], labels=labels), buffer)
+    assert read_sequence_bytes(buffer.getvalue(), "gader.npz").labels.gait.tolist() == [True, True, True, False]
+    with pytest.raises(DataFormatError, match=r"no frame holds a silhouette \(all 6 frames are blank\)"):
+        read_sequence_bytes(_npz(silhouettes=np.zeros((6, 64, 44), np.uint8)), "blank.npz")
+    with pytest.raises(DataFormatError, match=r"4 frames of 6 hold a silhouette .* at least 5 are needed"):
+        read_sequence_bytes(_npz(silhouettes=silhouettes), "gaps.npz", InputLimits(min_frames=5))
+
+
+def test_a_png_is_measured_from_its_header_before_it_is_decoded():
+    from gader.sequence_input import png_size
+
+    image = cv2.imencode(".png", np.zeros((30, 70), np.uint8))[1].tobytes()
+    assert png_size(image[:24]) == (70, 30)
+    assert png_size(b"GIF89a" + bytes(18)) is None and png_size(image[:20]) is None
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("0.png", cv2.imencode(".png", np.zeros((200, 120), np.uint8))[1].tobytes())
+    with pytest.raises(DataFormatError, match=r"0\.png is 120x200, over 10,000 pixels"):
+        read_sequence_bytes(buffer.getvalue(), "masks.zip", InputLimits(max_frame_pixels=100 * 100))
+
+
+def test_one_frame_is_one_frame():
+    with pytest.raises(DataFormatError, match="the sequence has 1 frame; at least 5"):
+        read_sequence_bytes(_npz(silhouettes=np.full((1, 64, 44), 255, np.uint8)), "one.npz", InputLimits(min_frames=5))
 
 
 def test_limits_are_checked_before_reading_big_arrays():

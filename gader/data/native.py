@@ -103,6 +103,8 @@ def read_sequence(source: Source, *, label: str | None = None, **defaults: str) 
             meta = read_json_scalar(archive["meta"], f"{archive.label}: meta")
             if not isinstance(meta, dict):
                 raise DataFormatError(f"{archive.label}: meta must be a JSON object")
+            if not isinstance(meta.get("meta", {}), dict):
+                raise DataFormatError(f"{archive.label}: meta's 'meta' entry must be a JSON object")
         if "silhouettes" not in archive:
             raise DataFormatError(f"{archive.label}: missing array 'silhouettes'")
         labels = None

@@ -166,7 +166,10 @@ class ModelOut(BaseModel):
     version: str
     architecture: str
     embedding_shape: list[int]
-    distance: str
+    distance: str = Field(
+        description="The distance the model was evaluated with offline (euc or cos, docs/evaluation.md). The "
+        "service's scores are always the mean part cosine mapped to [0, 1], whatever this says."
+    )
     ratio_attention: bool
     operating_points: dict[str, float] = Field(description="Name (fmr=1e-3) -> similarity threshold.")
     description: str

@@ -12,19 +12,21 @@ import numpy as np
 
 from service.errors import InvalidInput
 
-GALLERY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-SUBJECT_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+# Matched whole (fullmatch): "$" alone would also accept a trailing newline. A subject id becomes one path
+# segment of the REST routes (/subjects/{subject_id}), so it holds no "/".
+GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+SUBJECT_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,128}")
 
 
 def check_gallery_name(name: str) -> str:
-    if not GALLERY_NAME.match(name):
+    if not GALLERY_NAME.fullmatch(name):
         raise InvalidInput(f"gallery name {name!r}: use 1-64 characters a-z 0-9 _ -, starting with a letter or digit")
     return name
 
 
 def check_subject_id(subject_id: str) -> str:
-    if not SUBJECT_ID.match(subject_id) or subject_id.strip() != subject_id:
-        raise InvalidInput("subject_id: 1-128 printable characters, no leading or trailing spaces")
+    if not SUBJECT_ID.fullmatch(subject_id) or subject_id.strip() != subject_id:
+        raise InvalidInput("subject_id: 1-128 printable characters other than '/', no leading or trailing spaces")
     return subject_id
 
 

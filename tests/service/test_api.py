@@ -144,6 +144,10 @@ def test_keys_scopes_tenants_and_revocation(server, sequences):
         assert denied.status_code == 403 and "enroll" in denied.json()["error"]["message"]
         hidden = api.post("/v1/galleries/south/identify", files=files(sequences["001/nm-01/090"]))
         assert hidden.status_code == 404 and "no gallery 'south'" in hidden.json()["error"]["message"]
+    clerk = gader("keys", "create", "--scopes", "enroll", "--galleries", "north", "--name", "clerk").stdout.strip()
+    with server.client(clerk) as api:  # allowed to create galleries, but only those its key names: a permission
+        refused = api.post("/v1/galleries", json={"name": "east"})
+        assert refused.status_code == 403 and "may only create galleries named" in refused.json()["error"]["message"]
     listed = gader("keys", "list")
     key_id = next(line.split("\t")[0] for line in listed.stdout.splitlines() if line.endswith("kiosk"))
     assert kiosk not in listed.stdout  # never the key itself

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +22,14 @@ def npz(**arrays) -> bytes:
 GOOD = npz(silhouettes=(np.random.default_rng(0).random((12, 64, 44)) > 0.6).astype(np.uint8) * 255)
 PICKLED = npz(silhouettes=np.array([{"os": "system"}], dtype=object))
 TRUNCATED = GOOD[: len(GOOD) // 2]
+BLANK = npz(silhouettes=np.zeros((50, 64, 64), np.uint8))  # no person in any frame
+# A gader-written file (aligned uint8 with meta) whose meta's own "meta" entry is not an object
+BAD_META = npz(
+    silhouettes=(np.random.default_rng(1).random((12, 64, 44)) > 0.6).astype(np.uint8) * 255,
+    meta=np.array(json.dumps({"meta": "abc"})),
+)
+# 2200x1000 pixels (over the 1920x1080 limit) in a PNG of a few kB: refused from its header, never decoded
+HUGE_PNG = cv2.imencode(".png", np.zeros((1000, 2200), np.uint8))[1].tobytes()
 WALKING_AVI = encode(walking_box(40), container="avi")
 
 
@@ -346,6 +356,71 @@ CASES = [
         "videos only",
         "admin",
     ),
+    (
+        "blank frames only",
+        "post",
+        "/v1/galleries/g/subjects/alice/templates",
+        {"files": f(BLANK)},
+        400,
+        "no frame holds a silhouette",
+        "admin",
+    ),
+    ("meta's meta not an object", "post", "/v1/galleries/g/identify", {"files": f(BAD_META)}, 400, "'meta'", "admin"),
+    (
+        "huge frame in a small PNG",
+        "post",
+        "/v1/galleries/g/identify",
+        {"files": f(zip_of(**{"0001.png": HUGE_PNG}), "masks.zip")},
+        400,
+        "2200x1000, over 2,073,600 pixels",
+        "admin",
+    ),
+    ("gallery name with a newline", "post", "/v1/galleries", {"json": {"name": "abc\n"}}, 400, "gallery name", "admin"),
+    (
+        "subject id with a slash",
+        "post",
+        "/v1/galleries/g/subjects",
+        {"json": {"subject_id": "a/b"}},
+        400,
+        "'/'",
+        "admin",
+    ),
+    (
+        "NaN in metadata",
+        "post",
+        "/v1/galleries",
+        {"content": b'{"name": "n", "metadata": {"a": NaN}}', "headers": {"Content-Type": "application/json"}},
+        400,
+        "NaN",
+        "admin",
+    ),
+    (
+        "malformed JSON",
+        "post",
+        "/v1/galleries",
+        {"content": b'{"name": ', "headers": {"Content-Type": "application/json"}},
+        400,
+        "body: not valid JSON at character",
+        "admin",
+    ),
+    (
+        "no body",
+        "post",
+        "/v1/galleries",
+        {"headers": {"Content-Type": "application/json"}},
+        400,
+        "body: Field required",
+        "admin",
+    ),
+    (
+        "verify against a subject without templates",
+        "post",
+        "/v1/galleries/g/verify",
+        {"files": f(GOOD), "data": {"subject_id": "carol"}},
+        409,
+        "no template enrolled",
+        "admin",
+    ),
     ("bad cursor", "get", "/v1/galleries/g/subjects", {"params": {"cursor": "%%%"}}, 400, "cursor", "admin"),
     ("limit 0", "get", "/v1/galleries/g/subjects", {"params": {"limit": "0"}}, 400, "limit", "admin"),
 ]
@@ -365,6 +440,7 @@ def limited_server(tmp_path_factory, models):
             admin.post("/v1/galleries", json={"name": name})
         admin.post("/v1/galleries/g/subjects", json={"subject_id": "alice"})
         assert admin.post("/v1/galleries/g/subjects/alice/templates", files=f(GOOD)).status_code == 201
+        admin.post("/v1/galleries/g/subjects", json={"subject_id": "carol"})  # no template
     keys = running.env.copy()
     import subprocess
     import sys
@@ -405,6 +481,8 @@ def test_bad_input(limited_server, name, method, path, kwargs, status, fragment,
             api.headers.pop("X-API-Key")
         response = getattr(api, method)(path, **kwargs)
     assert response.status_code == status, f"{name}: {response.status_code} {response.text[:300]}"
-    message = response.json()["error"]["message"]
-    assert fragment.lower() in message.lower(), f"{name}: {message}"
+    error = response.json()["error"]
+    assert fragment.lower() in error["message"].lower(), f"{name}: {error['message']}"
+    if status == 409:  # nothing to verify against is a precondition, not a duplicate
+        assert error["code"] == ("failed_precondition" if "verify" in path else "already_exists"), name
     assert snapshot(running) == before, f"{name} changed the store"

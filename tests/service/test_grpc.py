@@ -117,6 +117,12 @@ def test_client_streaming_upload_of_long_sequences(grpc_server):
         metadata=key,
     )
     assert by_file.match
+    # A frames chunk whose RGB bytes do not fit its frames: named, INVALID_ARGUMENT (not UNKNOWN)
+    bad_rgb = pb.Frames(count=50, height=64, width=44, masks=long_walk[:50].tobytes(), rgb=b"\x00" * 10)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.IdentifyStream(iter([pb.SequenceChunk(gallery="stream", frames=bad_rgb)]), metadata=key)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "frames.rgb has 10 bytes" in raised.value.details()
 
 
 def test_a_video_streamed_in_parts_is_segmented_tracked_and_matched(grpc_server, shared_videos):
