@@ -244,10 +244,18 @@ def calibrate(
     from gader import metrics
     from gader.data import open_dataset
     from gader.embedding import embed_dataset
-    from gader.model_io import ModelCard, load_model, resolve
+    from gader.errors import GaderError
+    from gader.model_io import ZOO, ModelCard, load_model, resolve
     from service.gallery.index import flatten_embedding, similarity
 
-    loaded = load_model(model)
+    path = resolve(model)
+    if path.resolve().is_relative_to(ZOO):
+        # Calibrating writes model.json: the shipped cards are part of the package and are not rewritten in place.
+        raise GaderError(
+            f"{model} is a shipped model ({path}); copy its directory and calibrate the copy "
+            f"(cp -r {path} my-model && gader calibrate --model my-model --data ...)"
+        )
+    loaded = load_model(path)
     embeddings, infos = embed_dataset(loaded.embedder, open_dataset(data), loaded.embedder.input_size)
     vectors = np.stack([flatten_embedding(e) for e in embeddings])
     subjects = np.array([i.subject for i in infos])
@@ -268,7 +276,14 @@ def calibrate(
         for far in (1e-2, 1e-3, 1e-4)
     }
     tar = metrics.tar_at_far(curve, (1e-2, 1e-3, 1e-4))
-    path = resolve(model)
+    for far in (1e-2, 1e-3, 1e-4):
+        if far * impostor.size < 1:
+            print(
+                f"warning: fmr={far:.0e} is below what {impostor.size:,} impostor pairs can resolve "
+                f"(1/{impostor.size:,} = {1 / impostor.size:.1e}): its threshold is that of no false match on "
+                "this data",
+                file=sys.stderr,
+            )
     card = ModelCard.from_json((path / "model.json").read_text(), str(path))
     card.operating_points = points
     card.metrics["calibration"] = {

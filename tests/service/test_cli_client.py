@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from gader.model_io import load_model
+from gader.model_io import ZOO, load_model
 
 
 def gader(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -54,3 +54,11 @@ def test_calibrate_writes_operating_points(tmp_path, models, synth_casia):
     assert report["impostor_pairs"] > 0 and report["genuine_pairs"] > 0
     missing = gader("calibrate", "--model", str(tmp_path / "none"), "--data", str(synth_casia))
     assert missing.returncode == 1 and "no model" in missing.stderr
+    if report["impostor_pairs"] < 10_000:  # too few to resolve fmr=1e-4: said, not hidden
+        assert "warning: fmr=1e-04 is below what" in result.stderr
+    # A shipped model's card is part of the package: refused, and left as it is
+    shipped = ZOO / "casia-b-default" / "model.json"
+    before = shipped.read_bytes()
+    refused = gader("calibrate", "--model", "casia-b-default", "--data", str(synth_casia))
+    assert refused.returncode == 1 and "is a shipped model" in refused.stderr and "copy" in refused.stderr
+    assert shipped.read_bytes() == before
