@@ -29,6 +29,7 @@ from bench.report import update_section
 from gader import protocols
 from gader.data import open_dataset
 from gader.data.record import SequenceRecord
+from gader.embedding import part_major
 from gader.model_io import load_detector, load_model
 from gader.pipeline import GaderPipeline, PipelineConfig
 from gader.progress import progress
@@ -44,7 +45,7 @@ def contamination(record: SequenceRecord) -> float:
 
 
 def evaluate(embeddings: list[np.ndarray], subjects: list[str], is_probe: np.ndarray) -> dict:
-    data = protocols.EmbeddingSet(np.stack(embeddings), np.array(subjects), is_probe=is_probe)
+    data = protocols.EmbeddingSet(part_major(np.stack(embeddings)), np.array(subjects), is_probe=is_probe)
     ranking = protocols.open_set(data, "cos").summary
     verification = protocols.verification(data, "cos").summary
     return {

@@ -29,6 +29,7 @@ from bench.report import update_section
 from gader import protocols
 from gader.data import open_dataset, split_dataset
 from gader.data.record import SequenceRecord
+from gader.embedding import part_major
 from gader.model_io import load_detector, load_model
 from gader.pipeline import GaderPipeline, PipelineConfig, route
 from gader.progress import progress
@@ -52,7 +53,7 @@ def recogniser_held_out(model, dataset) -> list[str]:
 
 
 def summarise(embeddings: list[np.ndarray], subjects, conditions, views, is_probe, metric: str) -> dict:
-    data = protocols.EmbeddingSet(np.stack(embeddings), subjects, conditions, views, is_probe)
+    data = protocols.EmbeddingSet(part_major(np.stack(embeddings)), subjects, conditions, views, is_probe)
     rank1 = protocols.casia_b(data, metric).summary["rank1"]
     verification = protocols.verification(data, metric).summary
     return {**rank1, "tar_1e-2": verification["tar_at_far"]["1e-02"], "eer": verification["eer"]}

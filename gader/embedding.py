@@ -114,6 +114,17 @@ def embed_sequences(
     return np.stack(out)  # type: ignore[arg-type]
 
 
+def part_major(embeddings: np.ndarray) -> np.ndarray:
+    """Model embeddings [N, d, p] (channels by parts, as the networks and OpenGait emit them) -> [N, p, d], the
+    layout ``gader.metrics`` and ``gader.protocols`` compare part by part (and ``--save-embeddings`` writes).
+    Passed as they come, the channels would be taken for parts: a distance over the parts, averaged over the
+    channels, which is not OpenGait's metric."""
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 3:
+        raise GaderError(f"model embeddings must be [N, d, p], got shape {embeddings.shape}")
+    return np.ascontiguousarray(embeddings.transpose(0, 2, 1))
+
+
 def embed_dataset(
     embedder: Embedder,
     dataset: SequenceDataset,

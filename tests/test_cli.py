@@ -37,11 +37,14 @@ def test_shipped_model_evaluates_a_packed_casia_b_folder(casia_train, tmp_path):
     folder.mkdir()
     for subject in ("001", "002", "003", "004"):
         (folder / f"{subject}.npz").symlink_to(casia_train / f"{subject}.npz")
-    result = json.loads(
-        gader("eval", "--model", "casia-b-default", "--data", str(folder), "--protocol", "casia-b", "--json").stdout
-    )
+    saved = tmp_path / "embeddings.npz"
+    command = ("eval", "--model", "casia-b-default", "--data", str(folder), "--protocol", "casia-b", "--json")
+    result = json.loads(gader(*command, "--save-embeddings", str(saved)).stdout)
     assert {"NM", "BG", "CL"} <= set(result["rank1"])
     assert result["rank1"]["NM"] > 80
+    # Saved and compared part-major, [N, P, D] as docs/evaluation.md says: the model's 64 x 8 embedding as 8 parts
+    with np.load(saved) as arrays:
+        assert arrays["embeddings"].shape[1:] == (8, 64)
 
 
 def test_data_stats_and_convert_on_opengait_layout(opengait_sample, tmp_path):

@@ -122,3 +122,34 @@ def test_shuffled_labels_fall_to_chance(seed):
     assert ranking.cmc[0] < chance + 0.15  # 40 probes: chance is 2.5 %
     genuine, impostor = metrics.pair_scores(-distance, shuffled[probe], shuffled[~probe])
     assert metrics.equal_error_rate(metrics.roc_curve(genuine, impostor)) > 0.35  # chance is 0.5
+
+
+def _opengait_distance(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
+    """A numpy transcription of OpenGait's evaluator distance (``cuda_dist``): embeddings [n, c, p], the distance
+    over the channels c of each part, averaged over the parts p."""
+    if metric == "cos":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    parts = x.shape[2]
+    total = np.zeros((x.shape[0], y.shape[0]))
+    for i in range(parts):
+        xi, yi = x[:, :, i], y[:, :, i]  # [n, c]
+        if metric == "cos":
+            total += xi @ yi.T
+        else:
+            total += np.sqrt(np.maximum((xi**2).sum(1)[:, None] + (yi**2).sum(1)[None, :] - 2 * xi @ yi.T, 0))
+    return 1 - total / parts if metric == "cos" else total / parts
+
+
+@pytest.mark.parametrize("metric", ["euc", "cos"])
+def test_model_embeddings_are_compared_part_by_part_as_opengait_does(metric):
+    """The networks emit [N, d, p] (channels by parts); gader.metrics compares [N, P, D]. part_major turns one
+    into the other, and the distance is then OpenGait's; taken as they come, the channels would be the parts."""
+    from gader.embedding import part_major
+
+    rng = np.random.default_rng(0)
+    probe, gallery = rng.normal(size=(5, 16, 4)), rng.normal(size=(7, 16, 4))  # [n, d = 16, p = 4]
+    expected = _opengait_distance(probe, gallery, metric)
+    compared = metrics.pairwise_distance(part_major(probe), part_major(gallery), metric)
+    np.testing.assert_allclose(compared, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(metrics.pairwise_distance(probe, gallery, metric), expected, rtol=1e-3)

@@ -56,7 +56,7 @@ def evaluate(
 
     from gader import protocols
     from gader.data import open_dataset
-    from gader.embedding import embed_dataset
+    from gader.embedding import embed_dataset, part_major
     from gader.model_io import load_model
 
     loaded = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
@@ -72,7 +72,7 @@ def evaluate(
     conditions = np.array([i.condition for i in infos])
     gallery_conditions = [c.strip().lower() for c in gallery.split(",") if c.strip()]
     result_set = protocols.EmbeddingSet(
-        embeddings,
+        part_major(embeddings),  # [N, p, d]: compared part by part
         np.array([i.subject for i in infos]),
         conditions,
         np.array([i.view for i in infos]),

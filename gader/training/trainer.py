@@ -26,7 +26,7 @@ from torch import nn
 
 from gader.data import open_dataset, split_dataset
 from gader.data.dataset import SequenceDataset
-from gader.embedding import embed_dataset
+from gader.embedding import embed_dataset, part_major
 from gader.errors import GaderError
 from gader.gar import GAR, GAROutput
 from gader.losses import part_accuracy, part_cross_entropy, triplet_loss
@@ -133,7 +133,8 @@ def validate(model: GAR, dataset: SequenceDataset, config: TrainConfig, device: 
         select_frames=_gait_frames if config.data.gait_frames_only else None,
     )
     subjects = np.array([info.subject for info in infos])
-    data = EmbeddingSet(embeddings, subjects, np.array([i.condition for i in infos]), np.array([i.view for i in infos]))
+    conditions, views = np.array([i.condition for i in infos]), np.array([i.view for i in infos])
+    data = EmbeddingSet(part_major(embeddings), subjects, conditions, views)  # [N, p, d]: compared part by part
     if config.data.val_protocol == "casia-b":
         summary = casia_b(data).summary
         return {"rank1": summary["rank1"], "rank5": summary["rank5"]}
