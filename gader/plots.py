@@ -17,10 +17,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gader import metrics
+from gader.errors import GaderError
+
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def image_path(path: str | Path) -> Path:
+    """Where a figure goes: a name without a suffix gets .png (what matplotlib would write, so the name the
+    command prints is the file's); a suffix matplotlib cannot write is refused before any work is done."""
+    path = Path(path)
+    if not path.suffix:
+        return path.with_suffix(".png")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise GaderError(f"{path}: figures are written as {', '.join(IMAGE_SUFFIXES)}; got {path.suffix!r}")
+    return path
 
 
 def _save(figure: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
+    path = image_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)

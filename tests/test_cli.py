@@ -183,3 +183,27 @@ def test_data_stats_on_a_non_dataset_is_one_line(tmp_path):
     result = gader("data", "stats", str(tmp_path), check=False)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "not a dataset gader can read" in result.stderr
+
+
+def test_output_paths_a_command_cannot_use_are_one_line_errors(tmp_path):
+    """Figures: a suffix matplotlib cannot write is refused before the work, a name without one gets the .png
+    the command then names; a path that cannot be created, or a file where a folder goes, is one line too."""
+    rng = np.random.default_rng(0)
+    sequence = tmp_path / "walk.npz"
+    np.savez(sequence, silhouettes=(rng.random((30, 64, 44)) > 0.6).astype(np.uint8) * 255)
+
+    def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("gader: error:") and fragment in result.stderr, result.stderr
+
+    one_line_error(gader("detect", str(sequence), "--plot", str(tmp_path / "p.txt"), check=False), "'.txt'")
+    named = gader("detect", str(sequence), "--plot", str(tmp_path / "dhs"))
+    assert (tmp_path / "dhs.png").is_file() and f"wrote {tmp_path / 'dhs.png'}" in named.stderr
+    (tmp_path / "a-file").write_text("")
+    one_line_error(gader("detect", str(sequence), "--plot", str(tmp_path / "a-file" / "p.png"), check=False), "a-file")
+    exported = gader("export", "--model", "casia-b-default", "--to", str(tmp_path / "a-file"), check=False)
+    one_line_error(exported, "Not a directory")
+    one_line_error(
+        gader("synth", "preview", "--out", str(tmp_path / "s.png"), "--casia", str(tmp_path / "none"), check=False),
+        "no such directory",
+    )

@@ -57,12 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     except Abort:
         _fail("aborted", 130)
     except TyperException as exc:  # usage errors: unknown option, bad choice, missing argument
-        message = exc.format_message().replace("\n", " ").strip()
+        message = exc.format_message().replace("\n", " ").replace("\t", "").strip()
         if not message:  # no arguments at all: typer has printed the help already
             sys.exit(exc.exit_code)
         _fail(message, exc.exit_code)
     except GaderError as exc:
         _fail(str(exc), 1)
+    except OSError as exc:  # a path the command was given: missing folder, a file where a folder goes, no permission
+        _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     sys.exit(status if isinstance(status, int) else 0)

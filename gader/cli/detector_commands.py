@@ -120,9 +120,10 @@ def detect(
     """Find the frames that hold gait with a full body: segments, per-frame labels, gait fraction, usable."""
     from gader.dhs import double_helical_signature
     from gader.model_io import load_detector
-    from gader.plots import plot_detection
+    from gader.plots import image_path, plot_detection
     from gader.sequence_input import read_sequence_file
 
+    plot = None if plot is None else image_path(plot)  # a bad name is refused before the work
     detector, _card = load_detector(model)
     record = read_sequence_file(file, track_id=track)
     report = detector.detect(record.silhouettes, record.ratios)
@@ -130,7 +131,7 @@ def detect(
         truth = None if record.labels is None else record.labels.classes
         aligned = record.silhouettes[:, :, 10:-10] if record.silhouettes.shape[2] == 64 else record.silhouettes
         dhs = double_helical_signature(aligned, detector.config.knee_fraction, detector.config.band)
-        plot_detection(
+        plot = plot_detection(
             dhs,
             report,
             plot,

@@ -90,11 +90,14 @@ def preview(
     casia: Path | None = typer.Option(
         None,
         "--casia",
-        help="Packed CASIA-B to show real silhouettes beside (default: ../shared/data if present).",
+        help="A CASIA-B dataset (e.g. the packed ../shared/data/casia-b/train) to show subject 001's nm-01 090°"
+        " walk beside (default: that folder when it exists here).",
     ),
 ) -> None:
     """Contact sheet: frames, aligned silhouettes, RGB crops and DHS of a few sequences, beside CASIA-B."""
     from gader.data.synth.preview import make_preview
+    from gader.plots import image_path
 
+    out = image_path(out)  # a bad name is refused before rendering
     path = make_preview(out, seed, casia if casia is not None else (SHARED_CASIA if SHARED_CASIA.exists() else None))
     err_console.print(f"wrote {path}")

@@ -29,11 +29,12 @@ def extract(
     """A video to silhouettes: segment, track, pretreat. The .npz holds the main person's ``silhouettes``
     (uint8 [T, 64, 64], 0/255), ``ratios``, ``rgb`` and ``frame_index`` (into the video); other people's tracks
     under ``track_<id>_...``. Every upload route of the service accepts the file as it is."""
-    from gader.plots import plot_video_extraction
+    from gader.plots import image_path, plot_video_extraction
     from gader.video import read_video
 
     if out.suffix.lower() != ".npz":
         raise GaderError(f"{out}: the output must be an .npz file")
+    preview = None if preview is None else image_path(preview)  # a bad name is refused before the work
     extraction = read_video(video, limits=_limits(fps), segmenter=segmenter)
     arrays: dict[str, np.ndarray] = {}
     for position, track in enumerate(extraction.tracks):
@@ -56,8 +57,8 @@ def extract(
         )
     err_console.print(f"wrote {out}")
     if preview is not None:
-        plot_video_extraction(extraction, preview, title=f"{video.name}: {len(extraction.tracks)} track(s)")
-        err_console.print(f"wrote {preview}")
+        written = plot_video_extraction(extraction, preview, title=f"{video.name}: {len(extraction.tracks)} track(s)")
+        err_console.print(f"wrote {written}")
 
 
 def prepare(

@@ -14,6 +14,8 @@ import numpy as np
 from gader.data.record import SequenceRecord
 from gader.data.synth.generator import Rendered, SequenceSpec, render_frames
 from gader.dhs import double_helical_signature
+from gader.errors import GaderError
+from gader.plots import image_path
 
 STRIP_FRAMES = 8
 LABEL_COLOURS = {  # per-frame ground truth drawn under the DHS
@@ -60,10 +62,13 @@ def make_preview(out: str | Path, seed: int = 0, casia_root: str | Path | None =
         ("wild, with partial body", _pick_wild(seed + 1, "partial")),
     ]
     real = None
-    if casia_root is not None and Path(casia_root).exists():
+    if casia_root is not None:  # asked for: a missing folder or sequence is an error, not a silent omission
         from gader.data import open_dataset
 
-        real = open_dataset(casia_root).load("001/nm-01/090")
+        dataset = open_dataset(casia_root)
+        if "001/nm-01/090" not in {info.key for info in dataset.infos}:
+            raise GaderError(f"{casia_root}: no sequence 001/nm-01/090 to show beside the synthetic ones")
+        real = dataset.load("001/nm-01/090")
     rows = len(examples) + (real is not None)
     figure = plt.figure(figsize=(16, 2.2 * rows), layout="constrained")
     grid = figure.add_gridspec(rows, 3, width_ratios=[1.1, 4.2, 1.6])
@@ -104,7 +109,7 @@ def make_preview(out: str | Path, seed: int = 0, casia_root: str | Path | None =
         dhs_axes.set_title("DHS; labels: green walk, blue stand, orange/red partial", fontsize=8)
         dhs_axes.axis("off")
         row += 1
-    out = Path(out)
+    out = image_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
     plt.close(figure)
