@@ -104,6 +104,27 @@ def test_writer_appends_and_refuses_silent_duplicates(tmp_path):
     assert open_dataset(tmp_path / "ds").load("001/nm-01/090").frames == 2
 
 
+def test_dataset_files_get_the_permissions_of_ordinary_new_files(tmp_path):
+    """Written through temporary files (atomic), they must not keep mkstemp's 0600: another user (the service's
+    container user) reads the datasets that the CLI writes. With umask 022: 0644."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        import gader.data.native as native
+
+        saved, native._UMASK = native._UMASK, 0o022  # the module reads the umask once, at import
+        with DatasetWriter(tmp_path / "ds") as writer:
+            writer.write(_record("001"))
+    finally:
+        os.umask(previous)
+        native._UMASK = saved
+    files = [p for p in (tmp_path / "ds").rglob("*") if p.is_file()]
+    assert len(files) >= 3  # header, index, one sequence
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}, [(p.name, oct(p.stat().st_mode)) for p in files]
+
+
 def test_index_is_written_even_when_generation_fails(tmp_path):
     def generate() -> None:
         with DatasetWriter(tmp_path / "ds") as writer:

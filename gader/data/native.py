@@ -85,6 +85,7 @@ def write_sequence(record: SequenceRecord, target: str | Path | IO[bytes]) -> No
     try:
         with os.fdopen(fd, "wb") as handle:
             save_npz(handle, arrays)
+        _as_a_new_file(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -155,10 +156,26 @@ def _info_from_json(line: dict[str, Any]) -> SequenceInfo:
     )
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # reading it means setting it: done once, at import, before any thread writes files
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _as_a_new_file(path: str) -> None:
+    """Give a temporary file the permissions of a file created the usual way (0666 less the umask): mkstemp
+    makes it 0600, which would leave datasets unreadable to other users, such as the service's container user."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    _as_a_new_file(tmp)
     os.replace(tmp, path)
 
 
