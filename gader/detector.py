@@ -24,6 +24,7 @@ gait windows, suppress overlaps, merge neighbours, and decide whether a sequence
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,8 +171,9 @@ def with_inference_settings(config: DetectorConfig, overrides: list[str]) -> Det
             fits = type(value) in (int, float)
         else:
             fits = type(value) is type(current)
-        if not fits:
-            raise GaderError(f"override {override!r}: {key} must be like {current!r}")
+        if not fits:  # shown as written on the command line (TOML), not as Python's repr
+            example = json.dumps(list(current) if isinstance(current, tuple) else current)
+            raise GaderError(f"override {override!r}: {key} must be like {key}={example} (a TOML value)")
         values[key] = value
     return dataclasses.replace(config, **values)
 

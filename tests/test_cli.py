@@ -109,6 +109,13 @@ def test_pretreat_a_folder_of_masks(tmp_path):
     with np.load(tmp_path / "seq.npz") as archive:
         assert archive["silhouettes"].shape == (5, 64, 64)
         assert archive["ratios"] == pytest.approx(np.full(5, 181 / 64))
+    # The file is an .npz whatever it is called, and its names must be storable in a dataset: refused up front
+    named_txt = gader("data", "pretreat", str(tmp_path / "masks"), "--out", str(tmp_path / "seq.txt"), check=False)
+    assert named_txt.returncode == 1 and "must be an .npz file" in named_txt.stderr
+    spaced = gader(
+        "data", "pretreat", str(tmp_path / "masks"), "--out", str(tmp_path / "s.npz"), "--subject", "a b", check=False
+    )
+    assert spaced.returncode == 1 and "subject 'a b' cannot be stored" in spaced.stderr
 
 
 def _npz(path, **arrays):
@@ -207,3 +214,14 @@ def test_output_paths_a_command_cannot_use_are_one_line_errors(tmp_path):
         gader("synth", "preview", "--out", str(tmp_path / "s.png"), "--casia", str(tmp_path / "none"), check=False),
         "no such directory",
     )
+
+
+def test_eval_detector_says_when_held_out_leaves_nobody(tmp_path):
+    from gader.data import DatasetWriter
+    from gader.data.record import SequenceRecord
+
+    silhouettes = (np.random.default_rng(0).random((20, 64, 44)) > 0.6).astype(np.uint8) * 255
+    with DatasetWriter(tmp_path / "one-person") as writer:
+        writer.write(SequenceRecord("001", "nm-01", "090", silhouettes))
+    result = gader("eval-detector", "--data", str(tmp_path / "one-person"), "--held-out", "1", "--json", check=False)
+    assert result.returncode == 1 and "leaves nobody here" in result.stderr, (result.stdout, result.stderr)

@@ -136,7 +136,7 @@ def test_index_is_written_even_when_generation_fails(tmp_path):
     assert len(open_dataset(tmp_path / "ds")) == 1
 
 
-@pytest.mark.parametrize("bad", ["../escape", "a/b", "", "x" * 65, ".hidden"])
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", "x" * 65, ".hidden", "abc\n"])
 def test_unsafe_names_are_refused(tmp_path, bad):
     with DatasetWriter(tmp_path / "ds") as writer, pytest.raises(DataFormatError, match="cannot be stored"):
         writer.write(_record(subject=bad))

@@ -570,6 +570,10 @@ def test_inference_settings_change_without_retraining_and_network_settings_are_r
     for wrong in ("stride=often", "window_lengths=16", "window_lengths=[16, 2.5]", "score_threshold=high"):
         with pytest.raises(GaderError, match="must be like"):
             with_inference_settings(config, [wrong])
+    with pytest.raises(GaderError, match=r"must be like window_lengths=\[16, 24, 36\] \(a TOML value\)") as raised:
+        with_inference_settings(config, ["window_lengths=16,24"])
+    suggested = str(raised.value).split("must be like ")[1].split(" (")[0]
+    assert with_inference_settings(config, [suggested]).window_lengths == (16, 24, 36)  # what it suggests works
     for wrong, message in (
         ("window_lengths=[16, -2]", "positive frame counts"),
         ("window_lengths=[]", "positive frame counts"),

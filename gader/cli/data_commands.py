@@ -108,7 +108,12 @@ def pretreat_folder(
 ) -> None:
     """Full-frame masks -> aligned 64x64 silhouettes, resize ratios (and RGB crops), as OpenGait + ratios."""
     from gader.data import write_sequence
+    from gader.data.native import check_name
 
+    if out.suffix.lower() != ".npz":
+        raise GaderError(f"{out}: the output must be an .npz file")
+    for kind, value in (("subject", subject), ("condition", condition), ("view", view)):
+        check_name(kind, value)  # as a dataset would store them
     if not masks.is_dir():
         raise GaderError(f"{masks}: not a directory")
     files, mask_images = _read_images(masks, cv2.IMREAD_GRAYSCALE)

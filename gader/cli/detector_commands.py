@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from gader.cli.output import console, err_console, print_json
+from gader.errors import GaderError
 
 DEFAULT_DETECTOR = "gader-detector"
 
@@ -67,6 +68,10 @@ def eval_detector(
     dataset = open_dataset(data)
     if held_out is not None:
         dataset = held_out_split(dataset, held_out)[1]
+        if not dataset.subjects:  # training holds out at most half the people: one person gives nobody
+            raise GaderError(
+                f"{data}: --held-out {held_out} leaves nobody here (training holds out at most half the people)"
+            )
     infos = dataset.infos
     if max_sequences is not None and len(infos) > max_sequences:
         chosen = np.random.default_rng(seed).choice(len(infos), size=max_sequences, replace=False)

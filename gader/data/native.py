@@ -37,11 +37,11 @@ INDEX_FILE = "index.jsonl"
 SEQUENCES_DIR = "sequences"
 FRAME_ARRAY_PREFIX = "frame__"
 # Names become path components: keep them portable and free of traversal.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # matched whole: "$" would let a final "\n" in
 
 
-def _check_name(kind: str, value: str) -> str:
-    if not NAME_PATTERN.match(value):
+def check_name(kind: str, value: str) -> str:
+    if not NAME_PATTERN.fullmatch(value):
         raise DataFormatError(
             f"{kind} {value!r} cannot be stored: use 1-64 characters from A-Z a-z 0-9 . _ - "
             "(starting with a letter or digit)"
@@ -237,7 +237,7 @@ class DatasetWriter:
             ("condition", record.condition),
             ("view", record.view),
         ):
-            _check_name(kind, value)
+            check_name(kind, value)
         if record.key in self._written_now or (record.key in self._infos and not self.overwrite):
             raise DataFormatError(f"sequence {record.key} is already in {self.root}")
         location = f"{SEQUENCES_DIR}/{record.subject}/{record.condition}/{record.view}.npz"

@@ -255,7 +255,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, show: bool, ctx: Di
         )
     validation: dict[str, Any] | None = None
     began = time.perf_counter()
-    window = time.perf_counter()
+    window, window_start = time.perf_counter(), start  # time and iteration where the current log window began
     bar = progress(total=optim.iterations, initial=start, enabled=show, desc="training", unit="it")
     model.train()
     for iteration in range(start, optim.iterations):
@@ -281,8 +281,9 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, show: bool, ctx: Di
         bar.update(1)
         done = iteration + 1
         if ctx.main and (done % optim.log_every == 0 or done == optim.iterations):
-            seconds = (time.perf_counter() - window) / optim.log_every
-            window = time.perf_counter()
+            # per iteration of this window: the last one can be shorter than log_every
+            seconds = (time.perf_counter() - window) / (done - window_start)
+            window, window_start = time.perf_counter(), done
             _log(
                 metrics_path,
                 {"iteration": done, "lr": scheduler.get_last_lr()[0], "sec_per_iter": round(seconds, 4), **log},
@@ -297,6 +298,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, show: bool, ctx: Di
             validation = validate(model, val_set, config, ctx.device)
             model.train()
             _log(metrics_path, {"iteration": done, "validation": validation})
+            window, window_start = time.perf_counter(), done  # seconds per iteration leave the validation out
             print(f"iteration {done}: validation {json.dumps(validation)}", file=sys.stderr)
             _curves(run_dir)
         if ctx.world > 1 and should_validate:
