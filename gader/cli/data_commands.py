@@ -65,7 +65,7 @@ def convert(
     with DatasetWriter(out, description=f"converted from {source} ({dataset.layout})") as writer:
         for record in progress(dataset, total=len(dataset), desc="converting", unit="seq"):
             writer.write(record.cut_sides() if cut_sides else record)
-    err_console.print(f"wrote {len(dataset)} sequences to {out}")
+    err_console.print(f"wrote {len(dataset)} sequence{'' if len(dataset) == 1 else 's'} to {out}")
 
 
 @app.command()

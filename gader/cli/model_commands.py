@@ -122,7 +122,7 @@ def export(
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="Largest dynamic batch."),
     queue_delay_us: int = typer.Option(2000, "--queue-delay-us", min=0, help="How long Triton waits to fill a batch."),
 ) -> None:
-    """Write Triton python-backend models (TorchScript, plus ONNX) for GAR models and the detector."""
+    """Write Triton python-backend models for GAR models (TorchScript, plus ONNX) and the detector (TorchScript)."""
     from gader.errors import GaderError
     from gader.export import export_detector, export_gar
 

@@ -72,7 +72,7 @@ def make(
     specs = [replace(spec, noise=noise, frame_size=size) for spec in specs]
     report = make_dataset(out, specs, workers=workers, overwrite=overwrite)
     err_console.print(
-        f"wrote {report.sequences} sequences ({report.frames:,} frames rendered, "
+        f"wrote {report.sequences} sequence{'' if report.sequences == 1 else 's'} ({report.frames:,} frames rendered, "
         f"{report.aligned_frames:,} kept) to {out} in {report.seconds:.1f} s: "
         f"{report.frames_per_second:.0f} frames/s"
     )
