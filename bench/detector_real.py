@@ -71,8 +71,8 @@ def main() -> None:
     lines = [
         f"Detector `{args.detector}` on every sequence of the {len(subjects)} CASIA-B subjects its training held out "
         f"({len(dataset):,} sequences): **{usable:,} usable ({100 * usable / len(dataset):.2f} %)**. "
-        f"{len(short)} of the {len(misses)} others are stubs shorter than the usable rule's "
-        f"{detector.config.min_gait_frames} frames.",
+        f"{len(short)} of the {len(misses)} others are stubs of fewer than {detector.config.min_gait_frames} frames "
+        "(the usable rule asks all of such a stub to lie in gait segments).",
         "",
         "| sequence | frames | what the detector saw |",
         "|---|---:|---|",
