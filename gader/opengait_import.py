@@ -125,6 +125,19 @@ def opengait_keys(architecture: str, parts: int = 16) -> set[str]:
     return keys
 
 
+def _unpickling_reason(message: str) -> str:
+    """The reason in torch.load's error text: after its "WeightsUnpickler error:" when there is one (that line or
+    the next), else its first line; without terminal colour codes or torch's advice on allow-listing."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", message).splitlines() if line.strip()]
+    reason = lines[0] if lines else ""
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            after = line.split("WeightsUnpickler error:", 1)[1].strip()
+            reason = after or (lines[index + 1] if index + 1 < len(lines) else reason)
+            break
+    return reason.split(" Please use", 1)[0]
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """The ``model`` state_dict (and iteration) of an OpenGait checkpoint, or a bare state_dict."""
     torch.serialization.add_safe_globals([collections.Counter])  # MultiStepLR keeps its milestones in one
@@ -133,8 +146,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | No
     except FileNotFoundError:
         raise GaderError(f"{path}: no such checkpoint") from None
     except Exception as exc:
+        # torch's own text runs to several lines and suggests weights_only=False or allow-listing classes, which
+        # this project never does (either would run code the file names): only the reason is kept.
+        reason = _unpickling_reason(str(exc)) or type(exc).__name__
         raise GaderError(
-            f"{path}: not a readable PyTorch checkpoint of tensors ({type(exc).__name__}: {exc})"
+            f"{path}: not a PyTorch checkpoint that loads as plain tensors ({type(exc).__name__}: {reason}); "
+            "checkpoints are never unpickled beyond tensors"
         ) from None
     if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
         return payload["model"], payload.get("iteration")

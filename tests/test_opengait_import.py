@@ -91,10 +91,19 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path):
     with pytest.raises(GaderError, match="lacks weights for"):
         import_checkpoint(tmp_path / "partial.pt", "gaitset")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(GaderError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(GaderError, match="not a PyTorch checkpoint that loads as plain tensors"):
         import_checkpoint(tmp_path / "junk.pt", "gaitset")
+    torch.save({"model": state, "trainer": PickledObject()}, tmp_path / "objects.pt")  # needs unpickling code
+    with pytest.raises(GaderError, match="Unsupported global") as refused:
+        import_checkpoint(tmp_path / "objects.pt", "gaitset")
+    assert "\n" not in str(refused.value) and "weights_only=False" not in str(refused.value)  # one line, no advice
+    # to unpickle
     with pytest.raises(GaderError, match="missing"):
         import_checkpoint(path, "gaitbase")  # a GaitSet checkpoint is not a GaitBase one
+
+
+class PickledObject:
+    """Something only unpickling could rebuild: a checkpoint holding it is refused."""
 
 
 def test_old_part_major_bnneck_is_reordered():
