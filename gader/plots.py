@@ -43,14 +43,26 @@ def _save(figure: plt.Figure, path: str | Path) -> Path:
 
 def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, title: str = "CMC") -> Path:
     """curves: label -> CMC as fractions [max_rank] or percentages."""
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = plt.subplots(figsize=(5.5, 4), layout="constrained")
+    drawn = 0
     for label, cmc in curves.items():
         cmc = np.asarray(cmc, dtype=float)
+        if not np.isfinite(cmc).any():  # nothing to rank (e.g. CASIA-B cross-view with a single view)
+            continue
         values = cmc * 100.0 if np.nanmax(cmc) <= 1.0 else cmc
         axes.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        drawn += 1
     axes.set(xlabel="rank", ylabel="identification rate (%)", title=title, ylim=(0, 101))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    if drawn:
+        axes.legend(loc="lower right")
+    else:
+        axes.text(
+            0.5, 0.5, "no probe has a gallery to rank against", ha="center", va="center", transform=axes.transAxes
+        )
     return _save(figure, path)
 
 

@@ -153,3 +153,17 @@ def test_model_embeddings_are_compared_part_by_part_as_opengait_does(metric):
     compared = metrics.pairwise_distance(part_major(probe), part_major(gallery), metric)
     np.testing.assert_allclose(compared, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(metrics.pairwise_distance(probe, gallery, metric), expected, rtol=1e-3)
+
+
+def test_a_cmc_with_nothing_to_rank_says_so_instead_of_an_empty_legend(tmp_path):
+    """CASIA-B's cross-view CMC of single-view data has no valid probe: the figure says so, without
+    matplotlib's 'no artists with labels' warning; a real curve gets whole-number rank ticks."""
+    import warnings
+
+    from gader.plots import plot_cmc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        empty = plot_cmc({"NM": np.full(5, np.nan)}, tmp_path / "empty.png")
+        drawn = plot_cmc({"NM": np.array([0.5, 0.7, 0.9])}, tmp_path / "cmc.png")
+    assert empty.stat().st_size > 5000 and drawn.stat().st_size > 5000
