@@ -136,7 +136,9 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path:
         for key, style in (("loss", "-"), ("sil_triplet", "--"), ("sil_ce", ":"), ("distill", "-.")):
             values = [r.get(key) for r in steps]
             if any(v is not None for v in values):
-                axes.plot(x, [np.nan if v is None else v for v in values], style, label=key)
+                # markers when there are few points: a single logged step draws no line at all
+                marker = "o" if len(x) < 10 else None
+                axes.plot(x, [np.nan if v is None else v for v in values], style, marker=marker, label=key)
         axes.set(xlabel="iteration", ylabel="loss")
         axes.grid(alpha=0.3)
     if checks:

@@ -295,7 +295,13 @@ def calibrate(
     }
     (path / "model.json").write_text(card.to_json())
     result = {"operating_points": points, **card.metrics["calibration"]}
-    print(json.dumps(result, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"calibrated {path} on {data}: {int(genuine.size):,} genuine and {int(impostor.size):,} impostor pairs")
+    for name, threshold in points.items():
+        rate = result["tmr_at_fmr"].get(name.split("=")[1].replace("e-", "e-0"), None)
+        print(f"  {name}: similarity threshold {threshold:.4f}" + (f", TMR {rate:.2f} %" if rate is not None else ""))
 
 
 def register(app: typer.Typer) -> None:

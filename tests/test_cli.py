@@ -225,3 +225,31 @@ def test_eval_detector_says_when_held_out_leaves_nobody(tmp_path):
         writer.write(SequenceRecord("001", "nm-01", "090", silhouettes))
     result = gader("eval-detector", "--data", str(tmp_path / "one-person"), "--held-out", "1", "--json", check=False)
     assert result.returncode == 1 and "leaves nobody here" in result.stderr, (result.stdout, result.stderr)
+
+
+def test_eval_names_the_conditions_when_the_gallery_matches_none(tmp_path):
+    from gader.data import DatasetWriter
+    from gader.data.record import SequenceRecord
+
+    silhouettes = (np.random.default_rng(0).random((10, 64, 44)) > 0.6).astype(np.uint8) * 255
+    with DatasetWriter(tmp_path / "two") as writer:
+        for subject in ("001", "002"):
+            writer.write(SequenceRecord(subject, "nm-01", "090", silhouettes))
+    for conditions in ("", "bg-01"):
+        result = gader(
+            "eval", "--model", "casia-b-default", "--data", str(tmp_path / "two"), "--protocol", "open-set",
+            "--gallery-conditions", conditions, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1 and "names no condition of this data (it has: nm-01)" in result.stderr
+
+
+@pytest.mark.shared_data
+def test_detect_takes_the_video_options_of_extract(shared_videos):
+    """--fps sub-samples and --segmenter picks the segmenter, as for gader extract (the service reads the same
+    settings from GADER_* variables)."""
+    clip = str(shared_videos / "walk-hallway-2.mp4")  # 83 frames at 30 fps
+    every = json.loads(gader("detect", clip, "--segmenter", "background", "--json").stdout)
+    halved = json.loads(gader("detect", clip, "--segmenter", "background", "--fps", "15", "--json").stdout)
+    assert halved["frames"] < 0.6 * every["frames"]
+    unknown = gader("detect", clip, "--segmenter", "magic", check=False)
+    assert unknown.returncode == 1 and "unknown segmenter 'magic'" in unknown.stderr

@@ -119,6 +119,8 @@ def detect(
     ),
     model: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Detector directory or shipped id."),
     track: int | None = typer.Option(None, "--track", min=1, help="Videos: which person's track (default: main)."),
+    segmenter: str = typer.Option("selfie", "--segmenter", help="Videos: person segmenter (as gader extract)."),
+    fps: float | None = typer.Option(None, "--fps", min=1.0, help="Videos: sub-sample to this frame rate."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the DHS with detections to this PNG."),
 ) -> None:
@@ -126,11 +128,11 @@ def detect(
     from gader.dhs import double_helical_signature
     from gader.model_io import load_detector
     from gader.plots import image_path, plot_detection
-    from gader.sequence_input import read_sequence_file
+    from gader.sequence_input import InputLimits, read_sequence_file
 
     plot = None if plot is None else image_path(plot)  # a bad name is refused before the work
     detector, _card = load_detector(model)
-    record = read_sequence_file(file, track_id=track)
+    record = read_sequence_file(file, InputLimits(video_fps=fps, segmenter=segmenter), track_id=track)
     report = detector.detect(record.silhouettes, record.ratios)
     if plot is not None:
         truth = None if record.labels is None else record.labels.classes

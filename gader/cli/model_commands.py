@@ -57,10 +57,19 @@ def evaluate(
     from gader import protocols
     from gader.data import open_dataset
     from gader.embedding import embed_dataset, part_major
+    from gader.errors import GaderError
     from gader.model_io import load_model
 
     loaded = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
     dataset = open_dataset(data)
+    if protocol != Protocol.casia_b:  # checked before the long part: the gallery must exist in this data
+        wanted = {c.strip().lower() for c in gallery.split(",") if c.strip()}
+        present = sorted({info.condition.lower() for info in dataset.infos})
+        if not wanted or not wanted & set(present):
+            raise GaderError(
+                f"--gallery-conditions {gallery!r} names no condition of this data (it has: {', '.join(present)}); "
+                "name the conditions that form the gallery, the rest become probes"
+            )
     embeddings, infos = embed_dataset(
         loaded.embedder,
         dataset,
