@@ -164,19 +164,25 @@ def delete_template(gallery: str, subject_id: str, template_id: str, service: Co
     return Response(status_code=204)
 
 
+# Declared in the schema too (OpenAPI clients validate them); the core checks them again for gRPC.
+Threshold = Annotated[
+    float | None, Form(ge=0.0, le=1.0, description="Similarity threshold in [0, 1] (instead of an operating point).")
+]
+OperatingPoint = Annotated[
+    str | None,
+    Form(description="A calibrated operating point, e.g. fmr=1e-3 (default: GADER_DEFAULT_OPERATING_POINT)."),
+]
+
+
 @matching.post("/identify", response_model=schemas.IdentifyOut, summary="1:N: who is this?")
 async def identify(
     gallery: str,
     file: Upload,
     service: Core,
     caller: Caller,
-    top_k: Annotated[int, Form(description="Subjects to return (1..max_top_k).")] = 5,
-    threshold: Annotated[
-        float | None, Form(description="Similarity threshold in [0, 1] (instead of an operating point).")
-    ] = None,
-    operating_point: Annotated[
-        str | None, Form(description="A calibrated operating point, e.g. fmr=1e-3 (the default).")
-    ] = None,
+    top_k: Annotated[int, Form(ge=1, description="Subjects to return (1..max_top_k, GADER_MAX_TOP_K).")] = 5,
+    threshold: Threshold = None,
+    operating_point: OperatingPoint = None,
     track_id: TrackId = None,
 ) -> schemas.IdentifyOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)
@@ -206,8 +212,8 @@ async def verify(
     template_id: Annotated[
         str | None, Form(description="Compare with this template only (default: all of them).")
     ] = None,
-    threshold: Annotated[float | None, Form()] = None,
-    operating_point: Annotated[str | None, Form()] = None,
+    threshold: Threshold = None,
+    operating_point: OperatingPoint = None,
     track_id: TrackId = None,
 ) -> schemas.VerifyOut:
     data, name = await read_upload(file, service.settings.max_upload_bytes)

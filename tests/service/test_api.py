@@ -120,6 +120,10 @@ def test_openapi_docs_are_served(server):
         schema = api.get("/openapi.json").json()
         assert "/v1/galleries/{gallery}/identify" in schema["paths"]
         assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+        # The bounds a client generator can check before sending: top_k >= 1, threshold in [0, 1]
+        form = schema["components"]["schemas"]["Body_identify_v1_galleries__gallery__identify_post"]["properties"]
+        assert form["top_k"]["minimum"] == 1
+        assert {"type": "number", "minimum": 0.0, "maximum": 1.0} in form["threshold"]["anyOf"]
 
 
 def test_keys_scopes_tenants_and_revocation(server, sequences):

@@ -195,7 +195,7 @@ CASES = [
         "/v1/galleries/g/identify",
         {"files": f(GOOD), "data": {"threshold": "1.5"}},
         400,
-        "between 0 and 1",
+        "threshold: Input should be less than or equal to 1",
         "admin",
     ),
     (
