@@ -15,11 +15,13 @@ matplotlib.use("Agg")  # before pyplot is imported: no display needed
 import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
 
 from gader import metrics
 from gader.errors import GaderError
 
-IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+# What matplotlib can write here (png, pdf, svg, jpg, eps, tif, webp, ...), asked of matplotlib itself
+IMAGE_SUFFIXES = tuple(sorted("." + kind for kind in FigureCanvasBase.get_supported_filetypes()))
 
 
 def image_path(path: str | Path) -> Path:
@@ -29,7 +31,7 @@ def image_path(path: str | Path) -> Path:
     if not path.suffix:
         return path.with_suffix(".png")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise GaderError(f"{path}: figures are written as {', '.join(IMAGE_SUFFIXES)}; got {path.suffix!r}")
+        raise GaderError(f"{path}: matplotlib writes figures as {' '.join(IMAGE_SUFFIXES)}; got {path.suffix!r}")
     return path
 
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from gader.data.native import read_sequence
-from gader.data.npz import NpzArchive
+from gader.data.npz import MEMBER_READ_ERRORS, NpzArchive
 from gader.data.record import ALIGNED_HEIGHT, ALIGNED_WIDTHS, SequenceRecord, to_uint8_range
 from gader.errors import DataFormatError
 from gader.silhouettes import pretreat
@@ -39,6 +39,9 @@ class InputLimits:
     max_frames: int = 2000
     max_frame_pixels: int = 1920 * 1080
     min_frames: int = 1
+    # Pixels of all frames of one upload, decoded (one byte each): what a zip of small PNGs or a compressed
+    # .npz may unpack to. The same 1 GiB as a video's decoded frames (gader.video.VideoLimits).
+    max_total_pixels: int = 1 << 30
     video_seconds: float = 120.0
     video_fps: float | None = None  # sub-sample videos to this rate (None: every frame)
     segmenter: str = "selfie"
@@ -47,6 +50,14 @@ class InputLimits:
         # A video's frames are bounded by its duration and the memory budget; the person's track, once
         # extracted, by max_frames like any sequence.
         return VideoLimits(max_pixels=self.max_frame_pixels, max_seconds=self.video_seconds, target_fps=self.video_fps)
+
+
+def _check_total_pixels(total: int, limits: InputLimits, label: str) -> None:
+    if total > limits.max_total_pixels:
+        raise DataFormatError(
+            f"{label}: its frames hold {total:,} pixels in all, over the {limits.max_total_pixels:,} one upload may "
+            "decode to (send fewer or smaller frames)"
+        )
 
 
 def _frames(count: int) -> str:
@@ -131,24 +142,36 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
         raise DataFormatError(f"{label}: the zip holds no .png masks")
     if len(names) > limits.max_frames:
         raise DataFormatError(f"{label}: {len(names)} frames; at most {limits.max_frames} are accepted")
-    frames = []
+    sizes = []  # every PNG's (width, height), from its header: the whole upload is sized before decoding
     for name in names:
         info = archive.getinfo(name)
         if info.file_size > 4 * limits.max_frame_pixels + 1024:  # a PNG mask never needs more
             raise DataFormatError(f"{label}: {name} is too large ({info.file_size:,} bytes)")
-        with archive.open(name) as handle:
-            size = png_size(handle.read(24))
+        try:
+            with archive.open(name) as handle:
+                size = png_size(handle.read(24))
+        except MEMBER_READ_ERRORS as exc:
+            raise DataFormatError(f"{label}: {name} cannot be read from the archive ({exc})") from None
         if size is None:
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
         if size[0] * size[1] > limits.max_frame_pixels:  # checked before decoding: a small PNG can hold a huge image
             raise DataFormatError(f"{label}: {name} is {size[0]}x{size[1]}, over {limits.max_frame_pixels:,} pixels")
-        image = cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise DataFormatError(f"{label}: {name} is not a readable PNG")
-        frames.append(image)
-    if len({f.shape for f in frames}) > 1:
+        sizes.append(size)
+    if len(set(sizes)) > 1:
         raise DataFormatError(f"{label}: the PNG masks differ in size")
-    return record_from_arrays(np.stack(frames), limits=limits, source=label)
+    _check_total_pixels(sum(width * height for width, height in sizes), limits, label)
+    width, height = sizes[0]
+    frames = np.empty((len(names), height, width), np.uint8)  # [T, H, W], filled in place: no second copy
+    for index, name in enumerate(names):
+        try:
+            data = archive.read(name)
+        except MEMBER_READ_ERRORS as exc:
+            raise DataFormatError(f"{label}: {name} cannot be read from the archive ({exc})") from None
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None or image.shape != (height, width):
+            raise DataFormatError(f"{label}: {name} is not a readable PNG")
+        frames[index] = image
+    return record_from_arrays(frames, limits=limits, source=label)
 
 
 def read_sequence_bytes(
@@ -192,7 +215,9 @@ def without_empty_frames(record: SequenceRecord, label: str, min_frames: int = 1
     """Aligned frames without a single silhouette pixel hold nobody (a segmentation that found no one): they
     are dropped, as pretreatment drops such frames from full-frame masks, and a sequence with nothing else is
     refused. Left in, the detector would read gait into blank frames (it never saw any in training)."""
-    present = record.silhouettes.reshape(record.frames, -1).any(axis=1)  # [T]
+    if record.frames == 0:
+        raise DataFormatError(f"{label}: the sequence has no frame")
+    present = record.silhouettes.any(axis=(1, 2))  # [T]
     if present.all():
         return record
     if not present.any():
@@ -251,6 +276,7 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
             raise DataFormatError(f"the sequence has {_frames(shape[0])}; at most {limits.max_frames} are accepted")
         if shape[1] * shape[2] > limits.max_frame_pixels:
             raise DataFormatError(f"frames of {shape[2]}x{shape[1]} exceed {limits.max_frame_pixels:,} pixels")
+        _check_total_pixels(shape[0] * shape[1] * shape[2], limits, filename)
         aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
         if "meta" in arrays and aligned and dtype == np.uint8:
             record = read_sequence(data, label=filename)  # a gader file: keeps labels and metadata

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 
@@ -176,7 +177,10 @@ def client_enroll(
         if not str(exc).startswith("409"):  # 409: the subject exists already, which is fine
             raise
     print(
-        json.dumps(_call("POST", f"/v1/galleries/{gallery}/subjects/{subject}/templates", files=_file(file)), indent=2)
+        json.dumps(
+            _call("POST", f"/v1/galleries/{gallery}/subjects/{quote(subject, safe='')}/templates", files=_file(file)),
+            indent=2,
+        )
     )
 
 

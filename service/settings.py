@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024 * 1024, description="Largest accepted upload.")
     max_frames: int = Field(2000, description="Most frames per sequence.")
     max_frame_pixels: int = Field(1920 * 1080, description="Largest full frame (pixels).")
-    min_frames: int = Field(5, description="Fewest frames a probe or template must have.")
+    min_frames: int = Field(5, ge=1, description="Fewest frames a probe or template must have.")
     video_seconds: float = Field(120.0, description="Longest accepted video (seconds).")
     video_fps: float | None = Field(None, description="Sub-sample videos to this frame rate (default: keep all).")
     segmenter: str = Field("selfie", description="Person segmenter for videos: selfie, selfie-landscape, background.")

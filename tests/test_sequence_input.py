@@ -115,6 +115,42 @@ def test_a_png_is_measured_from_its_header_before_it_is_decoded():
         read_sequence_bytes(buffer.getvalue(), "masks.zip", InputLimits(max_frame_pixels=100 * 100))
 
 
+def _png_zip(frames, compression=zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for t, frame in enumerate(frames):
+            archive.writestr(f"{t:03d}.png", cv2.imencode(".png", frame)[1].tobytes())
+    return buffer.getvalue()
+
+
+def test_a_damaged_archive_member_is_the_files_fault():
+    """A bad CRC or a broken deflate stream inside the zip is a 400-type error naming the member, not a crash
+    (the service would answer 500 'internal' to an exception it does not expect)."""
+    frames = _full_frames(3)
+    stored = bytearray(_png_zip(frames))
+    data_at = stored.index(b"IDAT") + 8  # inside the first PNG's image data: its CRC no longer matches
+    stored[data_at] ^= 0xFF
+    with pytest.raises(DataFormatError, match=r"000\.png cannot be read from the archive"):
+        read_sequence_bytes(bytes(stored), "masks.zip")
+    deflated = bytearray(_png_zip(frames, zipfile.ZIP_DEFLATED))
+    first = zipfile.ZipFile(io.BytesIO(bytes(deflated))).infolist()[0]
+    stream = first.header_offset + 30 + len(first.filename) + len(first.extra)  # after the local file header
+    deflated[stream] = 0xFF  # a deflate block of the reserved type 3: zlib.error "invalid block type"
+    with pytest.raises(DataFormatError, match=r"000\.png cannot be read from the archive \(Error -3"):
+        read_sequence_bytes(bytes(deflated), "masks.zip")
+
+
+def test_the_whole_upload_is_sized_before_it_is_decoded():
+    """Each frame may be small enough and the total still too much: refused from the headers (PNG) and the
+    array header (.npz), with nothing decoded."""
+    limits = InputLimits(max_total_pixels=2 * 240 * 320)
+    with pytest.raises(DataFormatError, match="pixels in all, over the 153,600"):
+        read_sequence_bytes(_png_zip(_full_frames(3)), "masks.zip", limits)
+    assert read_sequence_bytes(_png_zip(_full_frames(2)), "masks.zip", limits).frames == 2
+    with pytest.raises(DataFormatError, match="pixels in all"):
+        read_sequence_bytes(_npz(silhouettes=np.zeros((3, 240, 320), np.uint8)), "big.npz", limits)
+
+
 def test_one_frame_is_one_frame():
     with pytest.raises(DataFormatError, match="the sequence has 1 frame; at least 5"):
         read_sequence_bytes(_npz(silhouettes=np.full((1, 64, 44), 255, np.uint8)), "one.npz", InputLimits(min_frames=5))

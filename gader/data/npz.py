@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +20,12 @@ from gader.errors import DataFormatError, MissingArrayError
 
 Source = str | Path | bytes | IO[bytes]
 
+
+
+# What reading one member of a zip can raise on a damaged or unusual archive: a bad CRC (BadZipFile), a broken
+# deflate stream (zlib.error), a truncated one (EOFError), an encrypted member (RuntimeError), an unsupported
+# compression method (NotImplementedError). All are the file's fault, never the reader's.
+MEMBER_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError)
 
 def _open_zip(source: Source, label: str) -> zipfile.ZipFile:
     try:
@@ -52,7 +59,7 @@ class NpzArchive(Mapping[str, np.ndarray]):
             if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
                 raise DataFormatError(f"{self.label}: array {key!r} holds Python objects (pickle); refused") from None
             raise DataFormatError(f"{self.label}: array {key!r} is corrupt ({exc})") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except MEMBER_READ_ERRORS as exc:
             raise DataFormatError(f"{self.label}: array {key!r} is corrupt ({exc})") from None
 
     def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -67,7 +74,7 @@ class NpzArchive(Mapping[str, np.ndarray]):
                     np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 )
                 shape, _fortran, dtype = reader(handle)
-        except (ValueError, zipfile.BadZipFile, OSError) as exc:
+        except (ValueError, *MEMBER_READ_ERRORS) as exc:
             raise DataFormatError(f"{self.label}: array {key!r} has a corrupt header ({exc})") from None
         return tuple(shape), dtype
 

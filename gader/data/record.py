@@ -171,5 +171,7 @@ def to_uint8_range(frames: np.ndarray) -> np.ndarray:
     if low < 0 or high > 255:
         raise DataFormatError(f"mask values must lie in 0..255, got {low}..{high}")
     if high <= 1:  # 0/1 masks (or soft masks in [0, 1])
+        if np.issubdtype(frames.dtype, np.integer):  # scaled in uint8: a float copy would take 8x the memory
+            return frames.astype(np.uint8) * np.uint8(255)
         return np.round(frames * 255.0).astype(np.uint8)
     return frames.astype(np.uint8, copy=False)

@@ -13,9 +13,10 @@ import numpy as np
 from service.errors import InvalidInput
 
 # Matched whole (fullmatch): "$" alone would also accept a trailing newline. A subject id becomes one path
-# segment of the REST routes (/subjects/{subject_id}), so it holds no "/".
+# segment of the REST routes (/subjects/{subject_id}): no "/", no "%" (servers decode it: "x%41" would reach
+# subject "xA"), no "?" or "#" (they end a path), and not "." or ".." (path dots).
 GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-SUBJECT_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,128}")
+SUBJECT_ID = re.compile(r"(?!\.{1,2}$)[^\x00-\x1f\x7f/%?#]{1,128}")
 
 
 def check_gallery_name(name: str) -> str:
@@ -26,7 +27,9 @@ def check_gallery_name(name: str) -> str:
 
 def check_subject_id(subject_id: str) -> str:
     if not SUBJECT_ID.fullmatch(subject_id) or subject_id.strip() != subject_id:
-        raise InvalidInput("subject_id: 1-128 printable characters other than '/', no leading or trailing spaces")
+        raise InvalidInput(
+            "subject_id: 1-128 printable characters other than / % ? #, not '.' or '..', no leading or trailing spaces"
+        )
     return subject_id
 
 
