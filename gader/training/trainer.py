@@ -28,7 +28,7 @@ from gader.data import open_dataset, split_dataset
 from gader.data.dataset import SequenceDataset
 from gader.embedding import embed_dataset, part_major
 from gader.errors import GaderError
-from gader.gar import GAR, GAROutput
+from gader.gar import GAR, GaitEmbedder, GAROutput
 from gader.losses import part_accuracy, part_cross_entropy, triplet_loss
 from gader.model_io import ModelCard, save_model
 from gader.progress import progress
@@ -120,7 +120,13 @@ def _splits(config: TrainConfig) -> tuple[SequenceDataset, SequenceDataset | Non
 
 def validate(model: GAR, dataset: SequenceDataset, config: TrainConfig, device: torch.device) -> dict[str, Any]:
     """Embed the validation subjects with the inference view and score them."""
-    embedder = model.embedder().eval()
+    return validate_embedder(model.embedder().eval(), dataset, config, device)
+
+
+def validate_embedder(
+    embedder: GaitEmbedder, dataset: SequenceDataset, config: TrainConfig, device: torch.device
+) -> dict[str, Any]:
+    """A training run's validation for any embedder, a saved model's included (``bench.validate_model``)."""
     size = (embedder.silhouette.config.input_height, embedder.silhouette.config.input_width)
     embeddings, infos = embed_dataset(
         embedder,
