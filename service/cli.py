@@ -35,7 +35,7 @@ def serve(
 
     from service.app import create_app
     from service.runtime import build_core, close_core
-    from service.settings import Settings
+    from service.settings import Settings, redacted
 
     settings = Settings()
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "grpc_port": grpc_port}.items() if v}
@@ -51,7 +51,8 @@ def serve(
         print(
             f"gader: serving on http://{settings.host}:{settings.port} (docs at /docs)"
             + (f" and gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else "")
-            + f"; store {settings.store}, inference {settings.inference}, model {core.inference.model_id}",
+            + f"; store {redacted(settings.store)}, inference {redacted(settings.inference)}, "
+            f"model {core.inference.model_id}",
             file=sys.stderr,
             flush=True,
         )

@@ -51,8 +51,9 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
-def start_redis(directory: Path, binary: str | None = None) -> RedisServer:
-    """An unpersisted redis-server on a free loopback port (its files, if any, under ``directory``)."""
+def start_redis(directory: Path, binary: str | None = None, password: str | None = None) -> RedisServer:
+    """An unpersisted redis-server on a free loopback port (its files, if any, under ``directory``), with
+    ``password`` required when given (the URL then carries it, as a deployment's GADER_STORE does)."""
     binary = binary or shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (scripts/install-services.sh installs it)")
@@ -70,12 +71,14 @@ def start_redis(directory: Path, binary: str | None = None) -> RedisServer:
             "no",
             "--dir",
             str(directory),
+            *(["--requirepass", password] if password else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     wait_for_port(port)
-    return RedisServer(f"redis://127.0.0.1:{port}/0", process)
+    credentials = f":{password}@" if password else ""
+    return RedisServer(f"redis://{credentials}127.0.0.1:{port}/0", process)
 
 
 @dataclass

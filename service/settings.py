@@ -7,6 +7,7 @@ SQLite store in ``./gader-data``, FAISS on the CPU.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,3 +64,14 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "gader.sqlite3"
+
+
+def redacted(url: str) -> str:
+    """A store or inference URL fit for a log: its password replaced by *** (redis://:***@redis:6379/0)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

@@ -101,6 +101,32 @@ def test_two_replicas_share_a_gallery_through_redis(tmp_path, models, redis_serv
         second.stop()
 
 
+def test_the_store_password_never_reaches_the_log(tmp_path, models):
+    """GADER_STORE carries the Redis password (docs/deploy.md); the startup line names the store without it,
+    so container logs (docker logs, kubectl logs) do not hold the secret."""
+    import shutil
+
+    from service.processes import start_redis
+    from tests.conftest import IN_CI
+
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (make test installs it: scripts/install-services.sh)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    password = "s3cret-in-the-url"
+    redis = start_redis(tmp_path, password=password)
+    try:
+        running = start_server(tmp_path / "data", models, store=redis.url)
+        try:
+            log = running.log.read_text()
+        finally:
+            running.stop()
+    finally:
+        redis.stop()
+    assert "store redis://:***@127.0.0.1:" in log and password not in log
+
+
 def test_a_replica_behind_a_trimmed_stream_reloads(redis_server):
     from service.gallery.manager import GalleryManager
 
