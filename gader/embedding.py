@@ -60,6 +60,18 @@ class TensorBatch:
     rgb: torch.Tensor | None = None  # float [n, 3, s, h, w]
 
 
+def tiled(sequence: PreparedSequence, shortest: int) -> PreparedSequence:
+    """The sequence repeated whole until it has at least ``shortest`` frames (unchanged when it has)."""
+    if sequence.frames >= shortest or sequence.frames == 0:
+        return sequence
+    times = -(-shortest // sequence.frames)  # ceil: 1 frame -> 3, 2 frames -> 2 for shortest 3
+    return PreparedSequence(
+        silhouettes=np.tile(sequence.silhouettes, (times, 1, 1)),
+        ratios=None if sequence.ratios is None else np.tile(sequence.ratios, times),
+        rgb=None if sequence.rgb is None else np.tile(sequence.rgb, (times, 1, 1, 1)),
+    )
+
+
 def collate(sequences: list[PreparedSequence], device: torch.device | str = "cpu") -> TensorBatch:
     """Pad to the longest sequence; ratios are kept only when all sequences have them."""
     longest = max(seq.frames for seq in sequences)
@@ -104,7 +116,12 @@ def embed_sequences(
     frame_budget: int = 4096,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """float32 [N, d, p] embeddings of prepared sequences, in their order."""
+    """float32 [N, d, p] embeddings of prepared sequences, in their order. A sequence shorter than the
+    architecture takes (GaitGL: 3 frames, its temporal stride) is tiled first, alone, as OpenGait does (1 frame
+    3x, 2 frames 2x): tiling a padded batch as a whole would leave it to be padded instead, and read as empty."""
+    backbone = getattr(embedder, "silhouette", None)
+    shortest = backbone.min_frames() if backbone is not None else 1
+    sequences = [tiled(seq, shortest) for seq in sequences]
     out: list[np.ndarray | None] = [None] * len(sequences)
     for batch in length_batches([seq.frames for seq in sequences], frame_budget):
         tensors = collate([sequences[i] for i in batch], device)

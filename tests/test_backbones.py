@@ -60,6 +60,27 @@ def test_a_sequence_embeds_the_same_alone_or_padded_in_a_batch(name):
 
 
 @pytest.mark.parametrize("name", sorted(OPENGAIT_PARAMETERS))
+def test_one_and_two_frame_sequences_embed_the_same_batched_with_longer_ones(name):
+    """embed_sequences batches by length: a 1- or 2-frame sequence next to longer ones must get the embedding it
+    gets alone. GaitGL pools time by 3, so such a sequence is tiled first (OpenGait: 1 frame 3x, 2 frames 2x);
+    tiling the padded batch as a whole never reached it, and it came out as the same constant for every input."""
+    import numpy as np
+
+    from gader.embedding import PreparedSequence, embed_sequences
+    from gader.gar import GAR, GARConfig
+
+    torch.manual_seed(0)
+    embedder = GAR(GARConfig(name, dict(SLIM))).embedder().eval()
+    rng = np.random.default_rng(0)
+    sequences = [PreparedSequence((rng.random((n, 32, 22)) > 0.5).astype(np.uint8) * 255, None) for n in (1, 2, 7)]
+    with torch.no_grad():
+        together = embed_sequences(embedder, sequences)  # [3, d, p], one padded batch
+        alone = np.stack([embed_sequences(embedder, [sequence])[0] for sequence in sequences])
+    assert np.abs(together - alone).max() < 1e-5
+    assert np.abs(together[0] - together[1]).max() > 1e-4  # two different short inputs, two embeddings
+
+
+@pytest.mark.parametrize("name", sorted(OPENGAIT_PARAMETERS))
 def test_gradients_reach_every_parameter(name):
     torch.manual_seed(0)
     model = create_model(name, **SLIM).train()

@@ -86,7 +86,8 @@ class GaitBackbone(nn.Module):
         return mask
 
     def min_frames(self) -> int:
-        """Shortest sequence the architecture takes as it is (shorter ones are tiled by ``prepare``)."""
+        """Shortest sequence the architecture takes as it is (``gader.embedding.embed_sequences`` tiles shorter
+        ones, each alone, before batching)."""
         return 1
 
     def embedding_shape(self) -> tuple[int, int]:
