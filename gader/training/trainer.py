@@ -109,10 +109,21 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.op
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _open_data(path: str, key: str) -> SequenceDataset:
+    """A config's dataset; a relative path that is not there names where it was looked for (the shipped configs
+    give paths from the repository root, as `make` and the docs run them)."""
+    if not Path(path).is_absolute() and not Path(path).exists():
+        raise GaderError(
+            f"{key} {path!r}: no such directory here ({Path.cwd()}); relative paths in a config are read from the "
+            f"current directory, and the shipped configs expect the repository root (or --set {key}=/absolute/path)"
+        )
+    return open_dataset(path)
+
+
 def _splits(config: TrainConfig) -> tuple[SequenceDataset, SequenceDataset | None]:
-    dataset = open_dataset(config.data.train)
+    dataset = _open_data(config.data.train, "data.train")
     if config.data.validation:
-        return dataset, open_dataset(config.data.validation)
+        return dataset, _open_data(config.data.validation, "data.validation")
     if config.data.val_subjects > 0:
         return split_dataset(dataset, val_count=config.data.val_subjects, seed=config.data.val_seed)
     return dataset, None
