@@ -69,7 +69,8 @@ def write_plots(result, directory: Path) -> list[Path]:
 
 
 def _print_table(protocol: str, summary: dict) -> None:
-    table = Table(title=f"{protocol} ({summary['metric']} distance)")
+    title = f"{protocol} ({summary['metric']} distance)"
+    table = Table(title=title, min_width=len(title) + 4)  # a two-column table would otherwise fold its title
     if protocol == "casia-b":
         table.add_column("condition")
         table.add_column("rank-1 %", justify="right")
