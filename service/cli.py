@@ -276,15 +276,14 @@ def calibrate(
     else:
         genuine, impostor = scores[same], scores[~same]
     curve = metrics.roc_curve(genuine, impostor)
-    points = {
-        f"fmr={far:.0e}".replace("e-0", "e-"): round(metrics.threshold_at_far(curve, far), 6)
-        for far in (1e-2, 1e-3, 1e-4)
-    }
-    tar = metrics.tar_at_far(curve, (1e-2, 1e-3, 1e-4))
-    for far in (1e-2, 1e-3, 1e-4):
+    fmrs = (1e-2, 1e-3, 1e-4)
+    names = {far: f"fmr={far:.0e}".replace("e-0", "e-") for far in fmrs}  # fmr=1e-3, as the service names them
+    points = {names[far]: round(metrics.threshold_at_far(curve, far), 6) for far in fmrs}
+    tar = metrics.tar_at_far(curve, fmrs)
+    for far in fmrs:
         if far * impostor.size < 1:
             print(
-                f"warning: fmr={far:.0e} is below what {impostor.size:,} impostor pairs can resolve "
+                f"warning: {names[far]} is below what {impostor.size:,} impostor pairs can resolve "
                 f"(1/{impostor.size:,} = {1 / impostor.size:.1e}): its threshold is that of no false match on "
                 "this data",
                 file=sys.stderr,
@@ -304,9 +303,8 @@ def calibrate(
         print(json.dumps(result, indent=2))
         return
     print(f"calibrated {path} on {data}: {int(genuine.size):,} genuine and {int(impostor.size):,} impostor pairs")
-    for name, threshold in points.items():
-        rate = result["tmr_at_fmr"].get(name.split("=")[1].replace("e-", "e-0"), None)
-        print(f"  {name}: similarity threshold {threshold:.4f}" + (f", TMR {rate:.2f} %" if rate is not None else ""))
+    for far in fmrs:
+        print(f"  {names[far]}: similarity threshold {points[names[far]]:.4f}, TMR {100 * tar[far]:.2f} %")
 
 
 def register(app: typer.Typer) -> None:

@@ -52,20 +52,32 @@ def _json(text: str, field: str) -> dict[str, Any]:
     return value
 
 
-def frames_to_npz(frames: Any) -> bytes:
-    """A Frames message -> the .npz bytes the core decodes (so the core checks every rule once)."""
+def frame_arrays(frames: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A Frames message's masks uint8 [count, h, w] and RGB uint8 [count, h, w, 3] (or None), after checking
+    their byte counts: the one check for unary requests and stream chunks alike."""
     count, height, width = int(frames.count), int(frames.height), int(frames.width)
     if count * height * width != len(frames.masks):
         raise InvalidInput(
             f"frames.masks holds {len(frames.masks)} bytes, not count x height x width = {count} x {height} x {width}"
         )
-    arrays: dict[str, np.ndarray] = {"silhouettes": np.frombuffer(frames.masks, np.uint8).reshape(count, height, width)}
+    masks = np.frombuffer(frames.masks, np.uint8).reshape(count, height, width)
+    if not frames.rgb:
+        return masks, None
+    if len(frames.rgb) != count * height * width * 3:
+        raise InvalidInput(
+            f"frames.rgb holds {len(frames.rgb)} bytes, not count x height x width x 3 = {count * height * width * 3}"
+        )
+    return masks, np.frombuffer(frames.rgb, np.uint8).reshape(count, height, width, 3)
+
+
+def frames_to_npz(frames: Any) -> bytes:
+    """A Frames message -> the .npz bytes the core decodes (so the core checks every rule once)."""
+    masks, rgb = frame_arrays(frames)
+    arrays: dict[str, np.ndarray] = {"silhouettes": masks}
     if len(frames.ratios):
         arrays["ratios"] = np.asarray(frames.ratios, np.float32)
-    if frames.rgb:
-        if len(frames.rgb) != count * height * width * 3:
-            raise InvalidInput("frames.rgb must hold count x height x width x 3 bytes")
-        arrays["rgb"] = np.frombuffer(frames.rgb, np.uint8).reshape(count, height, width, 3)
+    if rgb is not None:
+        arrays["rgb"] = rgb
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -300,15 +312,11 @@ class GaderServicer(pb_grpc.GaderServicer):
                 if shape is not None and (frames.height, frames.width) != shape:
                     raise InvalidInput("every frames chunk must have the same height and width")
                 shape = (frames.height, frames.width)
-                masks.append(np.frombuffer(frames_to_npz_check(frames), np.uint8).reshape(frames.count, *shape))
+                chunk_masks, chunk_rgb = frame_arrays(frames)
+                masks.append(chunk_masks)
                 ratios.extend(frames.ratios)
-                if frames.rgb:
-                    expected = frames.count * frames.height * frames.width * 3
-                    if len(frames.rgb) != expected:
-                        raise InvalidInput(
-                            f"frames.rgb has {len(frames.rgb):,} bytes; count x height x width x 3 is {expected:,}"
-                        )
-                    rgb.append(np.frombuffer(frames.rgb, np.uint8).reshape(frames.count, *shape, 3))
+                if chunk_rgb is not None:
+                    rgb.append(chunk_rgb)
         if first is None:
             raise InvalidInput("the stream carried no chunk")
         if parts and masks:
@@ -393,13 +401,6 @@ class GaderServicer(pb_grpc.GaderServicer):
             )
 
         return await self._call(context, run)
-
-
-def frames_to_npz_check(frames: Any) -> bytes:
-    """The raw masks of a Frames chunk after checking its byte count."""
-    if int(frames.count) * int(frames.height) * int(frames.width) != len(frames.masks):
-        raise InvalidInput("frames.masks holds a different number of bytes than count x height x width")
-    return frames.masks
 
 
 async def start_grpc(core: MatchingCore, host: str, port: int) -> grpc.aio.Server:

@@ -122,7 +122,7 @@ def test_client_streaming_upload_of_long_sequences(grpc_server):
     with pytest.raises(grpc.RpcError) as raised:
         stub.IdentifyStream(iter([pb.SequenceChunk(gallery="stream", frames=bad_rgb)]), metadata=key)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "frames.rgb has 10 bytes" in raised.value.details()
+    assert "frames.rgb holds 10 bytes" in raised.value.details()
 
 
 def test_a_video_streamed_in_parts_is_segmented_tracked_and_matched(grpc_server, shared_videos):
