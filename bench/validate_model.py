@@ -17,7 +17,7 @@ import torch
 
 from gader.model_io import load_model
 from gader.training.config import load_config
-from gader.training.trainer import _splits, validate_embedder
+from gader.training.trainer import data_splits, validate_embedder
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config, args.overrides)
-    _train, held_out = _splits(config)
+    _train, held_out = data_splits(config)
     if held_out is None:
         raise SystemExit("the config holds nobody out (data.val_subjects = 0 and no data.validation)")
     loaded = load_model(args.model)

@@ -35,10 +35,11 @@ def image_path(path: str | Path) -> Path:
     return path
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write and close a figure (see ``image_path`` for the name); returns the path written."""
     path = image_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
     return path
 
@@ -65,7 +66,7 @@ def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, title: str = "C
         axes.text(
             0.5, 0.5, "no probe has a gallery to rank against", ha="center", va="center", transform=axes.transAxes
         )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 _DET_TICKS = (1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5)
@@ -96,7 +97,7 @@ def plot_det(curves: Mapping[str, metrics.RocCurve], path: str | Path, title: st
     axes.plot([low, high], [low, high], color="grey", linewidth=0.6, linestyle=":")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_roc(curves: Mapping[str, metrics.RocCurve], path: str | Path, title: str = "ROC") -> Path:
@@ -109,7 +110,7 @@ def plot_roc(curves: Mapping[str, metrics.RocCurve], path: str | Path, title: st
     axes.set(xlabel="false accept rate (FAR)", ylabel="true accept rate (%)", title=title, ylim=(0, 101))
     axes.grid(alpha=0.3, which="both")
     axes.legend(loc="lower right")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_view_matrix(accuracy: np.ndarray, views: Sequence[str], conditions: Sequence[str], path: str | Path) -> Path:
@@ -125,7 +126,7 @@ def plot_view_matrix(accuracy: np.ndarray, views: Sequence[str], conditions: Seq
         axes.set_yticks(range(len(views)), views, fontsize=7)
         axes.set(xlabel="gallery view", ylabel="probe view", title=f"{name} rank-1 (%)")
     figure.colorbar(image, ax=list(axes_row), shrink=0.8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_training_curves(records: list[dict], path: str | Path) -> Path:
@@ -156,7 +157,7 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path:
         right.legend(loc="lower right", fontsize=8)
     axes.legend(loc="upper right", fontsize=8)
     axes.set_title("training")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 DETECTOR_COLOURS = {  # per class in DETECTOR_CLASSES order: full-gait, full-standing, partial-gait, partial-standing
@@ -216,7 +217,7 @@ def plot_detection(dhs: np.ndarray, report, path: str | Path, truth: np.ndarray 
         matplotlib.patches.Patch(color=DETECTOR_COLOURS[i], label=name) for i, name in enumerate(DETECTOR_CLASSES)
     ]
     axes[0].legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 TRACK_COLOURS = [(230, 60, 60), (60, 120, 230), (60, 190, 90), (230, 170, 40), (170, 80, 210), (40, 190, 200)]
@@ -262,4 +263,4 @@ def plot_video_extraction(extraction, path: str | Path, columns: int = 6, title:
             axis.axis("off")
     tracks = ", ".join(f"#{t.track_id}: {t.record.frames} frames" for t in extraction.tracks)
     figure.suptitle(title or f"{len(video.frames)} frames, tracks {tracks} (main #{extraction.main.track_id})")
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -90,10 +90,10 @@ def test_config_errors_name_the_key(tmp_path, synth_casia):
         load_config(path, ["data.sampling='random'"])
     assert load_config(path, ["optim.lr=0.5"]).optim.lr == 0.5
     # A relative data path is read from the current directory, and the error says so (and where that is)
-    from gader.training.trainer import _splits
+    from gader.training.trainer import data_splits
 
     with pytest.raises(GaderError, match=r"data.train 'not/here': no such directory here .* --set data.train="):
-        _splits(load_config(path, ["data.train='not/here'"]))
+        data_splits(load_config(path, ["data.train='not/here'"]))
 
 
 def test_train_resume_export_and_evaluate(tmp_path, synth_casia):

@@ -62,10 +62,10 @@ def evaluate(
 
     loaded = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
     dataset = open_dataset(data)
+    gallery_conditions = [c.strip().lower() for c in gallery.split(",") if c.strip()]
     if protocol != Protocol.casia_b:  # checked before the long part: the gallery must exist in this data
-        wanted = {c.strip().lower() for c in gallery.split(",") if c.strip()}
         present = sorted({info.condition.lower() for info in dataset.infos})
-        if not wanted or not wanted & set(present):
+        if not set(gallery_conditions) & set(present):
             raise GaderError(
                 f"--gallery-conditions {gallery!r} names no condition of this data (it has: {', '.join(present)}); "
                 "name the conditions that form the gallery, the rest become probes"
@@ -79,7 +79,6 @@ def evaluate(
         device=next(loaded.embedder.parameters()).device,
     )
     conditions = np.array([i.condition for i in infos])
-    gallery_conditions = [c.strip().lower() for c in gallery.split(",") if c.strip()]
     result_set = protocols.EmbeddingSet(
         part_major(embeddings),  # [N, p, d]: compared part by part
         np.array([i.subject for i in infos]),

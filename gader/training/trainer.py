@@ -120,7 +120,8 @@ def _open_data(path: str, key: str) -> SequenceDataset:
     return open_dataset(path)
 
 
-def _splits(config: TrainConfig) -> tuple[SequenceDataset, SequenceDataset | None]:
+def data_splits(config: TrainConfig) -> tuple[SequenceDataset, SequenceDataset | None]:
+    """(train, held out or None) as a training run with ``config`` reads them (bench.validate_model too)."""
     dataset = _open_data(config.data.train, "data.train")
     if config.data.validation:
         return dataset, _open_data(config.data.validation, "data.validation")
@@ -216,7 +217,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, show: bool, ctx: Di
     optim = config.optim
     torch.set_num_threads(optim.threads or max(1, (os.cpu_count() or 1) // ctx.world))
     torch.manual_seed(optim.seed + ctx.rank)
-    train_set, val_set = _splits(config)
+    train_set, val_set = data_splits(config)
     backbone = config.model.backbone_config()
     size = (backbone.input_height, backbone.input_width)
     use_ratios = config.data.use_ratios and config.model.ratio_attention

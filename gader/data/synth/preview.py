@@ -15,7 +15,7 @@ from gader.data.record import SequenceRecord
 from gader.data.synth.generator import Rendered, SequenceSpec, render_frames
 from gader.dhs import double_helical_signature
 from gader.errors import GaderError
-from gader.plots import image_path
+from gader.plots import save_figure
 
 STRIP_FRAMES = 8
 LABEL_COLOURS = {  # per-frame ground truth drawn under the DHS
@@ -109,8 +109,4 @@ def make_preview(out: str | Path, seed: int = 0, casia_root: str | Path | None =
         dhs_axes.set_title("DHS; labels: green walk, blue stand, orange/red partial", fontsize=8)
         dhs_axes.axis("off")
         row += 1
-    out = image_path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    return out
+    return save_figure(figure, out, dpi=100)
