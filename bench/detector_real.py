@@ -4,10 +4,13 @@ counts the usable ones, and lists the others with their length and what the dete
 test on the same sequences: how many stay usable when the feet rows (the detector's rows below
 ``FEET_HEIGHT``) are held still as a failed feet segmentation would leave them (``hold_still``, as training
 uses it), and when the rows above the hip are. A detector that reads gait from the feet rows alone loses
-most walkers in the first case. Writes the "detector-real" section of docs/models.md.
+most walkers in the first case. Last, short clips (``SHORT_CLIPS`` frames) of the same walks, and of a
+standing person and a partial body derived from every ``--derived-every``-th of them (as training derives
+them): how many of each are called usable, where only the walks should be. Writes the "detector-real"
+section of docs/models.md.
 
     python -m bench.detector_real [--detector gader-detector] [--config configs/detector/gader-detector.toml]
-                                  [--print-only]
+                                  [--derived-every 5] [--print-only]
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import numpy as np
 
 from bench.report import update_section
 from gader.data import open_dataset
-from gader.detector import dhs_of
+from gader.data.record import SequenceRecord
+from gader.detector import DetectorConfig, dhs_of
 from gader.model_io import load_detector
 from gader.progress import progress
-from gader.training.detector_data import hold_still
+from gader.training.detector_data import hold_still, real_partial, real_standing
 from gader.training.detector_trainer import held_out_subjects, load_detector_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +35,24 @@ MODELS_MD = ROOT / "docs" / "models.md"
 CASIA = ROOT.parent / "shared" / "data" / "casia-b" / "train"
 FEET_HEIGHT = 0.2  # rows below this share of the height above the sole are the feet rows
 HIP_HEIGHT = 0.5  # rows above it are the upper body
+SHORT_CLIPS = (1, 2, 3, 5, 8, 12)  # frames; a clip is the middle of a longer sequence
+
+
+CLIP_KINDS = ("walking", "standing", "partial body")
+
+
+def derived_clip_sources(
+    record: SequenceRecord, config: DetectorConfig, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """DHS [C_in, W, T] of a standing person and a partial body derived from a real walk (when it yields them)."""
+    sources = {}
+    for kind, derived in (
+        ("standing", real_standing(record, rng, frames=max(SHORT_CLIPS) + 2)),
+        ("partial body", real_partial(record, rng)),
+    ):
+        if derived is not None:
+            sources[kind] = dhs_of(derived.silhouettes, config, derived.ratios)
+    return sources
 
 
 def main() -> None:
@@ -38,6 +60,9 @@ def main() -> None:
     parser.add_argument("--detector", default="gader-detector")
     parser.add_argument("--config", default=str(ROOT / "configs" / "detector" / "gader-detector.toml"))
     parser.add_argument("--data", default=str(CASIA))
+    parser.add_argument(
+        "--derived-every", type=int, default=5, help="derive standing and partial clips from every N-th sequence"
+    )
     parser.add_argument("--print-only", action="store_true", help="print the section, leave docs/models.md alone")
     args = parser.parse_args()
     if not Path(args.data).is_dir():
@@ -53,11 +78,21 @@ def main() -> None:
     stressed_usable = dict.fromkeys(stressed, 0)
     rng = np.random.default_rng(0)
     usable, misses = 0, []
-    for record in progress(dataset, total=len(dataset), desc="detecting", unit="seq"):
+    clips = {kind: {length: [0, 0] for length in SHORT_CLIPS} for kind in CLIP_KINDS}  # kind -> length -> [usable, n]
+    for index, record in enumerate(progress(dataset, total=len(dataset), desc="detecting", unit="seq")):
         if record.frames == 0:
             misses.append((record.key, 0, "no frames"))
             continue
         dhs = dhs_of(record.silhouettes, detector.config, record.ratios)  # [C_in, W, T]
+        sources = {"walking": dhs}
+        if index % args.derived_every == 0:
+            sources |= derived_clip_sources(record, detector.config, rng)
+        for kind, source in sources.items():
+            for length in SHORT_CLIPS:
+                if source.shape[-1] > length:  # a clip of a longer sequence: its middle frames
+                    start = (source.shape[-1] - length) // 2
+                    clips[kind][length][0] += detector.detect_dhs(source[..., start : start + length]).usable
+                    clips[kind][length][1] += 1
         for name, channels in stressed.items():
             stressed_usable[name] += bool(channels) and detector.detect_dhs(hold_still(dhs, channels, rng)).usable
         report = detector.detect_dhs(dhs)
@@ -87,6 +122,19 @@ def main() -> None:
             f"| {name} | {', '.join(f'{100 * h:.0f} %' for h in sorted(rows[i] for i in channels)) or 'none'} | "
             f"{stressed_usable[name]:,} ({100 * stressed_usable[name] / len(dataset):.1f} %) |"
             for name, channels in stressed.items()
+        ],
+    ]
+    lines += [
+        "",
+        f"Short clips: the middle {', '.join(map(str, SHORT_CLIPS))} frames of the same sequences, and of a standing "
+        f"person and a partial body derived from every {args.derived_every}th of them (`real_standing`, "
+        "`real_partial`, as training derives them). Share called usable; only walking should be:",
+        "",
+        "| clip | " + " | ".join(f"{n} frame{'s' if n > 1 else ''}" for n in SHORT_CLIPS) + " |",
+        "|---|" + "---:|" * len(SHORT_CLIPS),
+        *[
+            f"| {kind} | " + " | ".join(f"{100 * u / max(n, 1):.1f} % of {n:,}" for u, n in clips[kind].values()) + " |"
+            for kind in CLIP_KINDS
         ],
     ]
     body = "\n".join(lines)

@@ -34,7 +34,7 @@ from gader.training.detector_data import (
     sample_windows,
     without_ratios,
 )
-from gader.training.detector_trainer import load_detector_config
+from gader.training.detector_trainer import load_detector_config, longest_run
 
 
 def test_dhs_is_the_knee_row_over_time():
@@ -297,6 +297,36 @@ def test_training_holds_the_feet_rows_still_in_a_share_of_the_windows():
     assert 0.2 < held < 0.4 and (labels == 0).all()  # labels unchanged
 
 
+def test_training_draws_a_share_of_whole_short_clips_without_context():
+    frames = 60
+    item = LabelledDHS(np.ones((2, 44, frames), np.float32), np.zeros(frames, np.int64), "synthetic", "s")
+    rng = np.random.default_rng(0)
+    windows, _ = sample_windows(
+        [item], 400, (8, 16), rng, balanced=False, context=10, short_share=0.25, short_lengths=(1, 3)
+    )
+    short = [(crop, first, last) for crop, first, last in windows if last - first <= 3]
+    assert 0.15 < len(short) / len(windows) < 0.35
+    # a short clip is the whole crop (no context around it); every other window carries its context
+    assert all(first == 0 and last == crop.shape[-1] for crop, first, last in short)
+    assert {last - first for _crop, first, last in short} == {1, 2, 3}
+    longer = [(crop, first, last) for crop, first, last in windows if last - first > 3]
+    assert all(8 <= last - first <= 16 and crop.shape[-1] > last - first for crop, first, last in longer)
+    # off: the same random stream as before the option existed
+    a = sample_windows([item], 50, (8, 16), np.random.default_rng(1), balanced=False, context=10)
+    b = sample_windows([item], 50, (8, 16), np.random.default_rng(1), balanced=False, context=10, short_share=0.0)
+    assert all(x[1:] == y[1:] for x, y in zip(a[0], b[0], strict=True))
+
+
+def test_training_window_ranges_are_checked(tmp_path):
+    config = tmp_path / "detector.toml"
+    config.write_text('id = "d"\n')
+    assert load_detector_config(config, ["short_range=[2, 9]"]).short_range == (2, 9)
+    for bad in ("[0, 9]", "[9, 2]", "[4]", "[1.5, 4]", "4"):
+        for key in ("window_range", "short_range"):
+            with pytest.raises(GaderError, match=f"{key} must be \\[shortest, longest\\] frames"):
+                load_detector_config(config, [f"{key}={bad}"])
+
+
 def test_still_rows_must_be_rows_of_the_detector(tmp_path):
     config = tmp_path / "detector.toml"
     config.write_text('id = "d"\nstill_rows = [0.08, 0.5]\n[detector]\nextra_rows = [0.08, 0.45]\n')
@@ -307,7 +337,7 @@ def test_still_rows_must_be_rows_of_the_detector(tmp_path):
         load_detector_config(config)
     with pytest.raises(GaderError, match="still_rows_share"):
         load_detector_config(config, ["still_rows_share=often"])
-    for key in ("synthetic_share", "derived_share", "blank_ratios"):  # the same check for every share
+    for key in ("synthetic_share", "derived_share", "blank_ratios", "short_share"):  # the same check for every share
         with pytest.raises(GaderError, match=f"{key} must be a number in"):
             load_detector_config(config, ["still_rows_share=0.1", f"{key}=-0.5"])
 
@@ -438,8 +468,18 @@ def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_trai
     as_table = [arg for arg in held_out.args if arg != "--json"]
     table = subprocess.run(as_table, capture_output=True, text=True, timeout=600, check=True, env=environment).stdout
     assert "sequences" in table and "synthetic, no ratios" in table and "…" not in table, table
-    for key in ("frame_accuracy", "sequence_accuracy", "walking_frames"):  # no random windows: the same numbers
+    assert "short clips" in table and "not walking, 12 frames" in table, table
+    for key in (
+        "frame_accuracy",
+        "sequence_accuracy",
+        "walking_frames",
+        "short_clips",
+    ):  # no random windows: the same numbers
         assert report["synthetic"][key] == card["metrics"]["synthetic"][key], key
+    short = report["synthetic"]["short_clips"]
+    assert short["frames"] == [4, 8, 12] and set(short["clips"]) == {"walking", "not_walking"}
+    assert short["clips"]["walking"][0] >= short["clips"]["walking"][-1] > 0  # fewer stretches hold longer clips
+    assert all(0 <= share <= 100 for kind in ("walking", "not_walking") for share in short[f"{kind}_usable"])
     walking = report["synthetic"]["walking_frames"]
     assert set(walking) == {"segments", "walking_mask"}
     assert all(0 <= value <= 100 for scores in walking.values() for value in scores.values())
@@ -585,3 +625,31 @@ def test_inference_settings_change_without_retraining_and_network_settings_are_r
         with pytest.raises(GaderError, match=message):
             with_inference_settings(config, [wrong])
     assert with_inference_settings(config, ["score_threshold=1"]).score_threshold == 1
+
+
+def test_a_second_stage_config_takes_its_base_and_sets_what_changes(tmp_path):
+    (tmp_path / "first.toml").write_text(
+        'id = "d"\niterations = 6000\nlr = 2e-3\n[detector]\nextra_rows = [0.08]\nchannels = [8, 8, 8, 8, 16]\n'
+    )
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    (stages / "second.toml").write_text(
+        'base = "../first.toml"\ninit = "runs/d/detector"\niterations = 1500\n[detector]\nstride = 2\n'
+    )
+    second = load_detector_config(stages / "second.toml", ["lr=3e-4"])
+    assert (second.id, second.init, second.iterations, second.lr) == ("d", "runs/d/detector", 1500, 3e-4)
+    assert second.detector.extra_rows == (0.08,) and second.detector.channels == (8, 8, 8, 8, 16)
+    assert second.detector.stride == 2  # the section merges key by key
+    (tmp_path / "loop.toml").write_text('base = "loop.toml"\nid = "d"\n')
+    with pytest.raises(GaderError, match="leads back to itself"):
+        load_detector_config(tmp_path / "loop.toml")
+    (tmp_path / "missing.toml").write_text('base = "nowhere.toml"\nid = "d"\n')
+    with pytest.raises(GaderError, match=r"nowhere\.toml: no such config file"):
+        load_detector_config(tmp_path / "missing.toml")
+
+
+def test_longest_run_finds_the_longest_stretch():
+    assert longest_run(np.array([0, 1, 1, 0, 1, 1, 1, 0], bool)) == (4, 3)
+    assert longest_run(np.array([1, 1, 0], bool)) == (0, 2)
+    assert longest_run(np.array([0, 1, 1, 1], bool)) == (1, 3)
+    assert longest_run(np.zeros(5, bool)) == (0, 0) and longest_run(np.ones(4, bool)) == (0, 4)

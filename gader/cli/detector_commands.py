@@ -111,6 +111,17 @@ def eval_detector(
             f"{row['walking_frames']['walking_mask']['recall']:.1f}",
         )
     console.print(table)
+    lengths = next(iter(report.values()))["short_clips"]["frames"]
+    clips = Table(title="short clips (no context) called usable, %: only walking should be")
+    clips.add_column("data")
+    for kind in ("walking", "not walking"):
+        for frames in lengths:
+            clips.add_column(f"{kind}, {frames} frames", justify="right")
+    for name, row in report.items():
+        short = row["short_clips"]
+        cells = [f"{share:.1f}" for kind in ("walking", "not_walking") for share in short[f"{kind}_usable"]]
+        clips.add_row(name, *cells)
+    console.print(clips)
 
 
 def detect(

@@ -219,6 +219,8 @@ def sample_windows(
     blank_ratios: float = 0.0,
     still_channels: tuple[int, ...] = (),
     still_share: float = 0.0,
+    short_share: float = 0.0,
+    short_lengths: tuple[int, int] = (1, 15),
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
@@ -228,7 +230,9 @@ def sample_windows(
     walking frames far outnumber the rest. ``blank_ratios`` is the share of windows whose ratio channels
     (the last ``RATIO_CHANNELS``, when the DHS has them) are zeroed, as for a sequence that comes without
     ratios, so that one detector serves both. ``still_share`` is the share of windows whose ``still_channels``
-    are held still (``hold_still``), label unchanged.
+    are held still (``hold_still``), label unchanged. ``short_share`` is the share of windows that are a whole
+    short clip instead: ``short_lengths`` frames with no context around them, as inference sees a sequence
+    shorter than its shortest window.
     """
     windows, labels = [], []
     wanted = rng.integers(0, 4, size=count) if balanced else None
@@ -237,12 +241,15 @@ def sample_windows(
         attempts += 1
         item = items[int(rng.integers(len(items)))]
         frames = item.dhs.shape[-1]
-        length = min(int(rng.integers(lengths[0], lengths[1] + 1)), frames)
+        short = bool(short_share) and rng.random() < short_share  # no draw when off: old runs replay
+        low, high = short_lengths if short else lengths
+        length = min(int(rng.integers(low, high + 1)), frames)
         start = int(rng.integers(0, frames - length + 1))
         label = majority(item.classes[start : start + length])
         if wanted is not None and label != wanted[len(windows)] and attempts < 200 * count:
             continue
-        left, right = max(0, start - context), min(frames, start + length + context)
+        reach = 0 if short else context
+        left, right = max(0, start - reach), min(frames, start + length + reach)
         crop = item.dhs[..., left:right]
         if blank_ratios and rng.random() < blank_ratios:
             crop = without_ratios(crop)

@@ -54,6 +54,10 @@ class DetectorTrainConfig:
     # fails is still seen walking from the knee and the body above it (``detector_data.hold_still``).
     still_rows: list[float] = field(default_factory=list)
     still_rows_share: float = 0.0
+    # Share of training windows that are a whole short clip (``short_range`` frames, no context around it), as
+    # inference sees a sequence shorter than its shortest window; 0 leaves such clips out of training.
+    short_share: float = 0.0
+    short_range: tuple[int, int] = (1, 15)
     iterations: int = 3000
     batch: int = 64
     lr: float = 1e-3
@@ -67,25 +71,57 @@ class DetectorTrainConfig:
     description: str = ""
 
 
-def load_detector_config(path: str | Path, overrides: list[str] | None = None) -> DetectorTrainConfig:
+def _read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's settings over those of its ``base`` (another config file, relative to this one): a second
+    training stage names the first stage's file and sets only what changes. Sections merge key by key."""
     try:
-        values = tomllib.loads(Path(path).read_text())
+        values = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise GaderError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise GaderError(f"{path}: not valid TOML ({exc})") from None
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise GaderError(f"{path}: base must be the path of another config file, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise GaderError(f"{path}: base {base!r} leads back to itself")
+    merged = _read_config(base_path, (*seen, path.resolve()))
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_detector_config(path: str | Path, overrides: list[str] | None = None) -> DetectorTrainConfig:
+    values = _read_config(Path(path))
     apply_overrides(values, overrides)  # detector.<setting> sets one of the [detector] section
     detector = DetectorConfig.from_dict(values.pop("detector", {}))
     known = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise GaderError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    if "window_range" in values:
-        values["window_range"] = tuple(values["window_range"])
+    for key in ("window_range", "short_range"):  # [shortest, longest] frames
+        if key in values:
+            span = values[key]
+            if not (
+                isinstance(span, list)
+                and len(span) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in span)
+                and 1 <= span[0] <= span[1]
+            ):
+                raise GaderError(
+                    f"{path}: {key} must be [shortest, longest] frames with 1 <= shortest <= longest, got {span!r}"
+                )
+            values[key] = tuple(span)
     if "id" not in values:
         raise GaderError(f"{path}: missing 'id'")
     # Shares of sequences or of training windows: numbers in [0, 1] (synthetic_share may be left out).
-    for key in ("synthetic_share", "derived_share", "blank_ratios", "still_rows_share"):
+    for key in ("synthetic_share", "derived_share", "blank_ratios", "still_rows_share", "short_share"):
         share = values.get(key)
         if share is not None and (isinstance(share, bool) or not (isinstance(share, int | float) and 0 <= share <= 1)):
             raise GaderError(f"{path}: {key} must be a number in [0, 1], got {share!r}")
@@ -202,6 +238,8 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
         "blank_ratios": blank,
         "still_channels": still_row_channels(config),
         "still_share": config.still_rows_share,
+        "short_share": config.short_share,
+        "short_lengths": config.short_range,
     }
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
         if mixed:
@@ -273,10 +311,45 @@ def sequence_truth(classes: np.ndarray, config: DetectorConfig) -> bool:
     return gait / len(classes) >= config.min_gait_fraction and gait >= min(config.min_gait_frames, len(classes))
 
 
+# Clip lengths (frames) below the shortest inference window: such a sequence is one window with no context.
+SHORT_CLIP_LENGTHS = (4, 8, 12)
+
+
+def longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """(start, length) of the longest stretch of True in a bool [T] mask; (0, 0) when there is none."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))  # starts and ends, in turn
+    if len(edges) == 0:
+        return 0, 0
+    starts, ends = edges[0::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest] - starts[longest])
+
+
+def short_clip_report(detector: GaitDetector, items: list[LabelledDHS]) -> dict[str, Any]:
+    """Short clips judged as whole sequences: the middle ``SHORT_CLIP_LENGTHS`` frames of each sequence's longest
+    stretch of full-body walking, and of its longest stretch of anything else (standing, partial body). The
+    share of each called usable; only the walking clips should be."""
+    counts = {kind: np.zeros((len(SHORT_CLIP_LENGTHS), 2), np.int64) for kind in ("walking", "not_walking")}
+    for item in items:
+        walking = item.classes == FULL_GAIT
+        for kind, mask in (("walking", walking), ("not_walking", ~walking)):
+            start, length = longest_run(mask)
+            for row, clip in enumerate(SHORT_CLIP_LENGTHS):
+                if length >= clip:
+                    first = start + (length - clip) // 2
+                    counts[kind][row] += [int(detector.detect_dhs(item.dhs[..., first : first + clip]).usable), 1]
+    return {
+        "frames": list(SHORT_CLIP_LENGTHS),
+        **{f"{kind}_usable": [round(100 * u / max(n, 1), 2) for u, n in c.tolist()] for kind, c in counts.items()},
+        "clips": {kind: c[:, 1].tolist() for kind, c in counts.items()},
+    }
+
+
 def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.random.Generator) -> dict[str, Any]:
     """Window accuracy (+ confusion), per-frame accuracy and sequence accuracy, split windows vs whole DHS, and
     how much of what the segments (and the frames recognition gets from them) hold is full-body walking,
-    overall and separately for synthetic and real sources."""
+    overall and separately for synthetic and real sources; and how short clips are judged
+    (``short_clip_report``)."""
     report: dict[str, Any] = {}
     groups = {
         "all": items,
@@ -322,5 +395,6 @@ def evaluate_items(detector: GaitDetector, items: list[LabelledDHS], rng: np.ran
                 for key, (found, chosen, total) in picked.items()
             },
             "confusion": {"classes": list(DETECTOR_CLASSES), "rows_truth": confusion.tolist()},
+            "short_clips": short_clip_report(detector, group),
         }
     return report
