@@ -113,7 +113,7 @@ def eval_detector(
     console.print(table)
     lengths = next(iter(report.values()))["short_clips"]["frames"]
     clips = Table(title="short clips (no context) called usable, %: only walking should be")
-    clips.add_column("data")
+    clips.add_column("data", justify="right")
     for kind in ("walking", "not walking"):
         for frames in lengths:
             clips.add_column(f"{kind}, {frames} frames", justify="right")
