@@ -7,7 +7,7 @@ same people as a recogniser trained with ``data.val_subjects=37``:
 
     gader train gar --config configs/gar/casia-b-gaitbase-cpu.toml --set data.val_subjects=37 \\
         --set optim.iterations=2000 --set "optim.milestones=[1400, 1800]" --set id=casia-b-held-out-37 \\
-        --out runs/casia-b-held-out-37   # 38.6 min on 2 cores; held-out rank-1 NM 78.6 / BG 67.6 / CL 50.3 %
+        --out runs/casia-b-held-out-37   # 25.6 min on 2 cores; held-out rank-1 NM 78.9 / BG 67.9 / CL 50.4 %
     python -m bench.gader_real --model runs/casia-b-held-out-37/model [--detector gader-detector] [--config C]
         [--share 0.3 0.7] [--seed 0] [--print-only]
 
