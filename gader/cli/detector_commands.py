@@ -111,6 +111,8 @@ def eval_detector(
             f"{row['walking_frames']['walking_mask']['recall']:.1f}",
         )
     console.print(table)
+    if not report:  # no sequence to judge: the empty table above says so
+        return
     lengths = next(iter(report.values()))["short_clips"]["frames"]
     clips = Table(title="short clips (no context) called usable, %: only walking should be")
     clips.add_column("data", justify="right")

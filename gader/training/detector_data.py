@@ -220,7 +220,7 @@ def sample_windows(
     still_channels: tuple[int, ...] = (),
     still_share: float = 0.0,
     short_share: float = 0.0,
-    short_lengths: tuple[int, int] = (1, 15),
+    short_lengths: tuple[int, int] = (4, 16),
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 

@@ -55,9 +55,9 @@ class DetectorTrainConfig:
     still_rows: list[float] = field(default_factory=list)
     still_rows_share: float = 0.0
     # Share of training windows that are a whole short clip (``short_range`` frames, no context around it), as
-    # inference sees a sequence shorter than its shortest window; 0 leaves such clips out of training.
+    # inference sees a sequence no longer than its shortest window; 0 leaves such clips out of training.
     short_share: float = 0.0
-    short_range: tuple[int, int] = (1, 15)
+    short_range: tuple[int, int] = (4, 16)
     iterations: int = 3000
     batch: int = 64
     lr: float = 1e-3
@@ -71,9 +71,10 @@ class DetectorTrainConfig:
     description: str = ""
 
 
-def _read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _read_config(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[Path]]:
     """A config file's settings over those of its ``base`` (another config file, relative to this one): a second
-    training stage names the first stage's file and sets only what changes. Sections merge key by key."""
+    training stage names the first stage's file and sets only what changes. Sections merge key by key. Returns
+    the settings and the files read (this one first)."""
     try:
         values = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -82,29 +83,30 @@ def _read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise GaderError(f"{path}: not valid TOML ({exc})") from None
     base = values.pop("base", None)
     if base is None:
-        return values
+        return values, [path]
     if not isinstance(base, str):
         raise GaderError(f"{path}: base must be the path of another config file, got {base!r}")
     base_path = (path.parent / base).resolve()
     if base_path in seen or base_path == path.resolve():
         raise GaderError(f"{path}: base {base!r} leads back to itself")
-    merged = _read_config(base_path, (*seen, path.resolve()))
+    merged, files = _read_config(base_path, (*seen, path.resolve()))
     for key, value in values.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    return merged
+    return merged, [path, *files]
 
 
 def load_detector_config(path: str | Path, overrides: list[str] | None = None) -> DetectorTrainConfig:
-    values = _read_config(Path(path))
+    values, files = _read_config(Path(path))
     apply_overrides(values, overrides)  # detector.<setting> sets one of the [detector] section
     detector = DetectorConfig.from_dict(values.pop("detector", {}))
     known = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise GaderError(f"{path}: unknown key(s) {', '.join(unknown)}")
+        bases = f" (or its base {', '.join(map(str, files[1:]))})" if len(files) > 1 else ""
+        raise GaderError(f"{path}{bases}: unknown key(s) {', '.join(unknown)}")
     for key in ("window_range", "short_range"):  # [shortest, longest] frames
         if key in values:
             span = values[key]
