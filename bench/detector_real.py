@@ -36,8 +36,6 @@ CASIA = ROOT.parent / "shared" / "data" / "casia-b" / "train"
 FEET_HEIGHT = 0.2  # rows below this share of the height above the sole are the feet rows
 HIP_HEIGHT = 0.5  # rows above it are the upper body
 SHORT_CLIPS = (1, 2, 3, 5, 8, 12)  # frames; a clip is the middle of a longer sequence
-
-
 CLIP_KINDS = ("walking", "standing", "partial body")
 
 

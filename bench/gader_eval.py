@@ -46,14 +46,7 @@ TRUE_GAR = "GAR, true walking frames"
 
 def contamination(record: SequenceRecord) -> float:
     """Share of frames that are not full-body walking (ground truth)."""
-    return float(1.0 - (record.labels.gait & record.labels.full_body).mean())
-
-
-def true_walk(record: SequenceRecord) -> SequenceRecord:
-    """The frames the ground truth calls full-body walking; the whole sequence when they are too few to embed
-    (as GADER falls back to it)."""
-    keep = np.flatnonzero(record.labels.gait & record.labels.full_body)
-    return record.select(keep) if len(keep) >= PipelineConfig().min_frames else record
+    return float(1.0 - record.labels.walking.mean())
 
 
 def evaluate(embeddings: list[np.ndarray], subjects: list[str], is_probe: np.ndarray) -> dict:
@@ -127,7 +120,7 @@ def main() -> None:
             is_gallery = not contaminated
         detection = gader.detect(record)  # once: the pipelines differ only after it
         processed = {name: pipeline.process(record, detection) for name, pipeline in pipelines.items()}
-        walk = true_walk(record)
+        walk = record.walking_frames(PipelineConfig().min_frames)  # too few: the whole sequence, as GADER falls back
         processed |= {TRUE_PLAIN: plain.process(walk), TRUE_GAR: gar.process(walk)}
         for name, result in processed.items():
             outputs[name].append(result.embedding)

@@ -136,6 +136,15 @@ def png_size(head: bytes) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+def _read_member(archive: zipfile.ZipFile, name: str, label: str, size: int = -1) -> bytes:
+    """A member's bytes (its first ``size`` only, when given); a damaged member is the upload's fault."""
+    try:
+        with archive.open(name) as handle:
+            return handle.read(size)
+    except MEMBER_READ_ERRORS as exc:
+        raise DataFormatError(f"{label}: {name} cannot be read from the archive ({exc})") from None
+
+
 def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> SequenceRecord:
     names = sorted(n for n in archive.namelist() if n.lower().endswith(".png") and not n.endswith("/"))
     if not names:
@@ -147,11 +156,7 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
         info = archive.getinfo(name)
         if info.file_size > 4 * limits.max_frame_pixels + 1024:  # a PNG mask never needs more
             raise DataFormatError(f"{label}: {name} is too large ({info.file_size:,} bytes)")
-        try:
-            with archive.open(name) as handle:
-                size = png_size(handle.read(24))
-        except MEMBER_READ_ERRORS as exc:
-            raise DataFormatError(f"{label}: {name} cannot be read from the archive ({exc})") from None
+        size = png_size(_read_member(archive, name, label, 24))
         if size is None:
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
         if size[0] * size[1] > limits.max_frame_pixels:  # checked before decoding: a small PNG can hold a huge image
@@ -163,11 +168,7 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
     width, height = sizes[0]
     frames = np.empty((len(names), height, width), np.uint8)  # [T, H, W], filled in place: no second copy
     for index, name in enumerate(names):
-        try:
-            data = archive.read(name)
-        except MEMBER_READ_ERRORS as exc:
-            raise DataFormatError(f"{label}: {name} cannot be read from the archive ({exc})") from None
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        image = cv2.imdecode(np.frombuffer(_read_member(archive, name, label), np.uint8), cv2.IMREAD_GRAYSCALE)
         if image is None or image.shape != (height, width):
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
         frames[index] = image

@@ -71,7 +71,5 @@ def redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    host = parts.netloc.rsplit("@", 1)[1]  # as written: an IPv6 host keeps its brackets, the port its digits
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))

@@ -240,3 +240,15 @@ def test_embedding_a_dataset_leaves_out_sequences_without_frames(tmp_path):
     embeddings, infos = embed_dataset(embedder, dataset, (32, 22), show_progress=False)
     assert [info.subject for info in infos] == ["001", "003"]
     assert embeddings.shape[0] == 2 and np.isfinite(embeddings).all()
+
+
+def test_walking_frames_are_the_full_body_gait_frames_or_the_whole_sequence():
+    labels = FrameLabels(gait=np.array([1, 1, 0, 1, 1, 1]), full_body=np.array([1, 1, 1, 0, 1, 1]))
+    assert labels.walking.tolist() == [True, True, False, False, True, True]
+    silhouettes = np.zeros((6, 64, 44), np.uint8)
+    silhouettes[:, 0, 0] = np.arange(6)  # each frame marked with its index
+    record = SequenceRecord("1", "c", "v", silhouettes, labels=labels)
+    assert record.walking_frames().silhouettes[:, 0, 0].tolist() == [0, 1, 4, 5]
+    assert record.walking_frames(min_frames=5) is record  # too few to embed: the whole sequence
+    unlabelled = SequenceRecord("1", "c", "v", record.silhouettes)
+    assert unlabelled.walking_frames() is unlabelled

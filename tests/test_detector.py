@@ -470,12 +470,8 @@ def test_train_evaluate_and_detect_from_the_cli(tmp_path, synth_wild, casia_trai
     table = subprocess.run(as_table, capture_output=True, text=True, timeout=600, check=True, env=environment).stdout
     assert "sequences" in table and "synthetic, no ratios" in table and "…" not in table, table
     assert "short clips" in table and "not walking, 12 frames" in table, table
-    for key in (
-        "frame_accuracy",
-        "sequence_accuracy",
-        "walking_frames",
-        "short_clips",
-    ):  # no random windows: the same numbers
+    # no random windows: the same numbers
+    for key in ("frame_accuracy", "sequence_accuracy", "walking_frames", "short_clips"):
         assert report["synthetic"][key] == card["metrics"]["synthetic"][key], key
     short = report["synthetic"]["short_clips"]
     assert short["frames"] == [4, 8, 12] and set(short["clips"]) == {"walking", "not_walking"}

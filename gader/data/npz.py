@@ -20,12 +20,11 @@ from gader.errors import DataFormatError, MissingArrayError
 
 Source = str | Path | bytes | IO[bytes]
 
-
-
 # What reading one member of a zip can raise on a damaged or unusual archive: a bad CRC (BadZipFile), a broken
 # deflate stream (zlib.error), a truncated one (EOFError), an encrypted member (RuntimeError), an unsupported
 # compression method (NotImplementedError). All are the file's fault, never the reader's.
 MEMBER_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError)
+
 
 def _open_zip(source: Source, label: str) -> zipfile.ZipFile:
     try:

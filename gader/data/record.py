@@ -66,6 +66,11 @@ class FrameLabels:
     def select(self, index: np.ndarray | slice) -> FrameLabels:
         return FrameLabels(gait=self.gait[index], full_body=self.full_body[index])
 
+    @property
+    def walking(self) -> np.ndarray:
+        """bool [T]: full-body walking (the detector's full-gait class), what recognition should get."""
+        return self.gait & self.full_body
+
 
 @dataclass
 class SequenceRecord:
@@ -135,6 +140,14 @@ class SequenceRecord:
             frame_arrays={name: array[index] for name, array in self.frame_arrays.items()},
             meta=dict(self.meta),
         )
+
+    def walking_frames(self, min_frames: int = 3) -> SequenceRecord:
+        """The frames its labels call full-body walking (the ground truth of what a detector should pick); the
+        whole sequence when it has no labels or fewer such frames than ``min_frames`` (too few to embed)."""
+        if self.labels is None:
+            return self
+        keep = self.labels.walking
+        return self.select(keep) if int(keep.sum()) >= min_frames else self
 
     def cut_sides(self) -> SequenceRecord:
         """64x64 aligned frames to OpenGait's 64x44 (10 columns off each side); RGB crops likewise."""

@@ -47,7 +47,7 @@ class TrainingSet:
         dropped = 0
         for record in progress(dataset, total=len(dataset), enabled=show_progress, desc="loading", unit="seq"):
             if gait_frames_only and record.labels is not None:
-                record = record.select(record.labels.gait & record.labels.full_body)
+                record = record.select(record.labels.walking)
             if record.frames < min_frames:
                 dropped += 1
                 continue

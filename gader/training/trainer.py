@@ -26,6 +26,7 @@ from torch import nn
 
 from gader.data import open_dataset, split_dataset
 from gader.data.dataset import SequenceDataset
+from gader.data.record import SequenceRecord
 from gader.embedding import embed_dataset, part_major
 from gader.errors import GaderError
 from gader.gar import GAR, GaitEmbedder, GAROutput
@@ -148,7 +149,7 @@ def validate_embedder(
         max_frames=config.data.val_max_frames,
         device=device,
         show_progress=False,
-        select_frames=_gait_frames if config.data.gait_frames_only else None,
+        select_frames=SequenceRecord.walking_frames if config.data.gait_frames_only else None,
     )
     subjects = np.array([info.subject for info in infos])
     conditions, views = np.array([i.condition for i in infos]), np.array([i.view for i in infos])
@@ -163,14 +164,6 @@ def validate_embedder(
     result = open_set(data).summary
     result["tar_at_far"] = verification(data).summary["tar_at_far"]
     return {k: result[k] for k in ("rank1", "rank5", "mAP", "tar_at_far")}
-
-
-def _gait_frames(record):
-    """Ground-truth gait frames when the data has labels (the detector's job at serving time)."""
-    if record.labels is None:
-        return record
-    keep = record.labels.gait & record.labels.full_body
-    return record.select(keep) if keep.sum() >= 3 else record
 
 
 def _save_checkpoint(path: Path, model: GAR, optimizer, scheduler, iteration: int, config: TrainConfig) -> None:

@@ -237,3 +237,11 @@ def test_readers_writer_lock_lets_readers_share(readers):
     assert peak > 1
     with lock.write():  # a writer gets in once the readers are done
         assert inside == 0
+
+
+def test_redacted_urls_keep_everything_but_the_password():
+    from service.settings import redacted
+
+    assert redacted("redis://:pw@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redacted("redis://user:pw@[::1]:6379/2") == "redis://user:***@[::1]:6379/2"  # IPv6 keeps its brackets
+    assert redacted("redis://redis:6379/0") == "redis://redis:6379/0" and redacted("sqlite") == "sqlite"
