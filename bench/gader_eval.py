@@ -1,7 +1,13 @@
 """GADER end to end on held-out SynthGait wild people whose probes mix standing and partial-body segments
 into the walk: the plain backbone on the whole sequence, the same backbone on the detected gait frames (the
 detector's own share), GAR on the whole sequence, and GADER (detector -> GAR on the detected gait frames);
-then both recognisers on the frames the ground truth calls walking, as a perfect detector would give them.
+then both recognisers on the frames the ground truth calls walking, as a perfect detector would give them. Last,
+the paper's whole routing: GADER with the frames that hold no gait (standing, partial body) sent to a body
+re-identification model on their RGB crops (GAR's RGB branch, shipped beside ``synth-wild-gar``), the two
+scores fused by the pipeline's rule (``gader.pipeline.fuse``: each standardised by the impostor statistics
+that ``gader calibrate-fusion`` stored in the card from other people, gait weight 0.8), beside that RGB model
+alone on whole sequences and the same routing given the true frames. The GADER ratios come with a paired
+bootstrap interval over the probes.
 Writes the "gader-pipeline" section of docs/models.md (``--gallery clean``: "gader-pipeline-clean-gallery";
 ``--print-only``: neither).
 
@@ -22,17 +28,24 @@ detector and the recognisers held out of that dataset); people of further SynthG
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from bench.report import update_section
-from gader import protocols
+from gader import metrics, protocols
 from gader.data import open_dataset
 from gader.data.record import SequenceRecord
 from gader.embedding import part_major
 from gader.model_io import load_detector, load_model
-from gader.pipeline import GaderPipeline, PipelineConfig
+from gader.pipeline import (
+    GaderPipeline,
+    PipelineConfig,
+    PipelineResult,
+    check_fusion_statistics,
+    fused_similarity,
+)
 from gader.progress import progress
 from gader.training.detector_trainer import held_out_split
 
@@ -42,6 +55,10 @@ UNTRIMMED = "GADER, untrimmed segments"
 # bounds what any detector in front of them can gain.
 TRUE_PLAIN = "plain backbone, true walking frames"
 TRUE_GAR = "GAR, true walking frames"
+# The paper's routing: gait frames to GAR, the others to a body re-identification model on RGB, scores fused.
+RGB_ALONE = "body re-ID (RGB branch) alone, whole sequence"
+ROUTED = "GADER + body re-ID on the other frames"
+TRUE_ROUTED = "GAR + body re-ID, true walking frames"
 
 
 def contamination(record: SequenceRecord) -> float:
@@ -61,6 +78,69 @@ def evaluate(embeddings: list[np.ndarray], subjects: list[str], is_probe: np.nda
         "tar_1e-1": verification["tar_at_far"]["1e-01"],
         "eer": verification["eer"],
     }
+
+
+def fused_scores(
+    results: list[PipelineResult], is_probe: np.ndarray, gait_weight: float, statistics: dict | None
+) -> np.ndarray:
+    """Probe x gallery scores [Np, Ng] by the pipeline's fusion rule; a pair that shares no modality can never
+    match, so it scores below every real score."""
+    probes, gallery = np.flatnonzero(is_probe), np.flatnonzero(~is_probe)
+    similarity = fused_similarity([results[i] for i in probes], [results[i] for i in gallery], gait_weight, statistics)
+    if np.isnan(similarity).all():
+        raise SystemExit("no probe shares a modality with any gallery sequence")
+    return np.where(np.isnan(similarity), np.nanmin(similarity) - 1.0, similarity)
+
+
+def evaluate_fused(
+    results: list[PipelineResult], subjects: list[str], is_probe: np.ndarray, gait_weight: float, statistics: dict
+) -> dict:
+    """The measures of ``evaluate`` for results ranked by the pipeline's fused score (``fuse`` with the model
+    card's statistics): gait and appearance where both sides have both, else the one they share."""
+    similarity = fused_scores(results, is_probe, gait_weight, statistics)
+    labels = np.array(subjects)
+    probe_labels, gallery_labels = labels[is_probe], labels[~is_probe]
+    ranking = metrics.rank_metrics(-similarity, probe_labels, gallery_labels)
+    roc = metrics.roc_curve(*metrics.pair_scores(similarity, probe_labels, gallery_labels))
+    tar = metrics.tar_at_far(roc, (1e-2, 1e-1))
+    return {
+        "rank1": 100 * ranking.cmc[0],
+        "rank5": 100 * ranking.cmc[4],
+        "mAP": 100 * ranking.mAP,
+        "tar_1e-2": 100 * tar[1e-2],
+        "tar_1e-1": 100 * tar[1e-1],
+        "eer": 100 * metrics.equal_error_rate(roc),
+    }
+
+
+def rank1_hits(
+    results: list[PipelineResult],
+    subjects: list[str],
+    is_probe: np.ndarray,
+    gait_weight: float = 0.8,
+    statistics: dict | None = None,
+) -> np.ndarray:
+    """bool [probes with a true match in the gallery]: whether each probe's best-scoring gallery sequence is its
+    person (ties to the first, as ``metrics.rank_metrics``)."""
+    similarity = fused_scores(results, is_probe, gait_weight, statistics)
+    labels = np.array(subjects)
+    probe_labels, gallery_labels = labels[is_probe], labels[~is_probe]
+    has_match = (probe_labels[:, None] == gallery_labels[None, :]).any(axis=1)
+    best = gallery_labels[np.argmax(similarity, axis=1)]
+    return (best == probe_labels)[has_match]
+
+
+def ratio_interval(
+    hits: np.ndarray, baseline: np.ndarray, draws: int = 10_000, seed: int = 0
+) -> tuple[float, float, int, int]:
+    """Paired bootstrap over probes of rank-1(hits) / rank-1(baseline) -> (2.5 %, 97.5 % percentiles, probes only
+    ``hits`` gets right, probes only ``baseline`` gets right). The same probes are drawn for both, as they were
+    measured on the same probes."""
+    rng = np.random.default_rng(seed)
+    draws_idx = rng.integers(0, len(hits), size=(draws, len(hits)))  # [draws, probes]
+    ratios = hits[draws_idx].sum(axis=1) / np.maximum(baseline[draws_idx].sum(axis=1), 1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high), int((hits & ~baseline).sum()), int((baseline & ~hits).sum())
 
 
 def main() -> None:
@@ -83,9 +163,22 @@ def main() -> None:
         datasets.append(people)
     detector = load_detector(args.detector)[0]
     plain_model, gar_model = load_model(args.plain), load_model(args.gar)
+    gar_with_rgb = load_model(args.gar, with_rgb=True)
+    if gar_with_rgb.rgb is None:
+        raise SystemExit(f"{args.gar} ships no RGB branch (rgb.safetensors): the body re-ID rows need one")
+    statistics = gar_with_rgb.card.fusion_statistics
+    if not statistics:  # without them fusion never sums the two scores, and the routed rows would be gait alone
+        raise SystemExit(
+            f"{args.gar} has no fusion statistics: run gader calibrate-fusion --fallback-whole-sequence on it (on "
+            "a copy of a shipped model), with SynthGait people of neither this bench nor its training"
+        )
+    check_fusion_statistics(statistics, f"model {args.gar}")
     plain = GaderPipeline(plain_model, None, PipelineConfig(use_detector=False))
     gar = GaderPipeline(gar_model, None, PipelineConfig(use_detector=False))
-    gader = GaderPipeline(gar_model, detector, PipelineConfig(fallback_whole_sequence=True))
+    # GADER's results carry the RGB-branch embedding of the frames it does not send to GAR (the "GADER" row
+    # ranks by the gait embedding alone, ROUTED by both fused).
+    gader = GaderPipeline(gar_with_rgb, detector, PipelineConfig(fallback_whole_sequence=True))
+    gait_weight = gader.config.gait_weight
     # The detector's own share of the gain: the same plain backbone, given only the detected gait frames.
     plain_detected = GaderPipeline(plain_model, detector, PipelineConfig(fallback_whole_sequence=True))
     # The paper's segments: every frame of the merged windows goes to GAR (no trimming to the frames' labels).
@@ -107,6 +200,7 @@ def main() -> None:
         "GADER": gader,
     }
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in (*pipelines, TRUE_PLAIN, TRUE_GAR)}
+    routed: dict[str, list[PipelineResult]] = {RGB_ALONE: [], ROUTED: [], TRUE_ROUTED: []}
     subjects, probe, fractions, gait_found = [], [], [], []
     for record in progress(records, total=sum(len(d) for d in datasets), desc="embedding", unit="seq"):
         if record.frames == 0:  # datasets made before SynthGait stopped writing empty sequences
@@ -124,6 +218,14 @@ def main() -> None:
         processed |= {TRUE_PLAIN: plain.process(walk), TRUE_GAR: gar.process(walk)}
         for name, result in processed.items():
             outputs[name].append(result.embedding)
+        # What a perfect detector would send to body re-ID: the frames that are not full-body walking; nothing
+        # when too few walking frames leave the whole sequence to GAR (as GADER's own fallback does)
+        rest = ~record.labels.walking
+        enough = walk.frames < record.frames and rest.sum() >= gader.config.min_frames
+        true_look = gader.embed_appearance(record.select(rest)) if enough else None
+        routed[RGB_ALONE].append(PipelineResult(None, None, gader.embed_appearance(record), 0, record.frames, "rgb"))
+        routed[ROUTED].append(processed["GADER"])
+        routed[TRUE_ROUTED].append(dataclasses.replace(processed[TRUE_GAR], appearance=true_look))
         subjects.append(record.subject)
         probe.append(not is_gallery)
         if not is_gallery:
@@ -131,16 +233,42 @@ def main() -> None:
             gait_found.append(processed["GADER"].detection.gait_fraction)
     is_probe = np.array(probe)
     results = {name: evaluate(embeddings, subjects, is_probe) for name, embeddings in outputs.items()}
+    results |= {
+        name: evaluate_fused(found, subjects, is_probe, gait_weight, statistics) for name, found in routed.items()
+    }
     baseline = max(results["plain backbone"]["rank1"], 1e-9)
     ratio = results["GADER"]["rank1"] / baseline
     detector_ratio = results["plain backbone + detector"]["rank1"] / baseline
     untrimmed_ratio = results[UNTRIMMED]["rank1"] / baseline
     ceiling_ratio = results[TRUE_GAR]["rank1"] / baseline
+    routed_ratio = results[ROUTED]["rank1"] / baseline
+
+    def gait_only(name: str) -> list[PipelineResult]:
+        return [PipelineResult(None, e, None, 1, 0, name) for e in outputs[name]]
+
+    hits = {
+        "plain backbone": rank1_hits(gait_only("plain backbone"), subjects, is_probe),
+        "GADER": rank1_hits(gait_only("GADER"), subjects, is_probe),
+        ROUTED: rank1_hits(routed[ROUTED], subjects, is_probe, gait_weight, statistics),
+    }
+    plain_hits = hits["plain backbone"]
+    for name, found in hits.items():  # the same probes right as the table's rank-1 (float32 near-ties aside)
+        if round(results[name]["rank1"] * len(found) / 100) != int(found.sum()):
+            print(f"warning: {name}: {int(found.sum())} probes right here, rank-1 {results[name]['rank1']:.2f} % above")
+    gader_interval = ratio_interval(hits["GADER"], plain_hits)
+    routed_interval = ratio_interval(hits[ROUTED], plain_hits)
+    routed_ceiling = results[TRUE_ROUTED]["rank1"] / baseline
     rows = [
         f"| {name} | {r['rank1']:.1f} | {r['rank5']:.1f} | {r['mAP']:.1f} | {r['tar_1e-2']:.1f} | "
         f"{r['tar_1e-1']:.1f} | {r['eer']:.1f} |"
         for name, r in results.items()
     ]
+    calibration = gar_with_rgb.card.metrics.get("fusion_calibration", {})
+    statistics_source = (
+        f"{calibration['sequences']:,} sequences of {calibration['people']} other SynthGait people"
+        if calibration
+        else "data not recorded in the card"
+    )
     if args.gallery == "first":
         gallery_text = "each person's first sequence; probes: the"
     else:
@@ -153,19 +281,31 @@ def main() -> None:
         f"{int(is_probe.sum())} {'other ' if args.gallery == 'first' else ''}sequences in which at least "
         f"{100 * args.min_contamination:.0f} % "
         f"of the frames are standing or partial-body (mean {100 * np.mean(fractions):.0f} %; the detector kept "
-        f"{100 * np.mean(gait_found):.0f} % of the frames as gait on average). The plain backbone "
+        f"{100 * np.mean(gait_found):.0f} % of the frames as gait on average; rank-1, rank-5 and mAP count the "
+        f"{len(plain_hits)} probes whose person has a sequence in the gallery). The plain backbone "
         f"(`{args.plain}`) and GAR (`{args.gar}`) see whole sequences; GADER runs `{args.detector}` first and "
         "embeds the detected gait frames with GAR (falling back to the whole sequence when nothing is usable); "
         "*plain backbone + detector* does the same with the plain backbone; *GADER, untrimmed segments* gives GAR "
         "every frame of the merged windows (the paper's segments) instead of only those the frames' own labels "
-        "call full-body walking. The last two rows give the recognisers the frames the ground truth calls "
-        "full-body walking, in gallery and probes: what a perfect detector would give them. Cosine distance; "
-        "percentages.\n\n"
+        "call full-body walking. The rows *true walking frames* give the recognisers the frames the ground truth "
+        "calls full-body walking, in gallery and probes: what a perfect detector would give them. The last three "
+        "rows route as the paper does: *GADER + body re-ID* also embeds the frames GADER does not send to GAR "
+        "(at least 3) with GAR's RGB branch and ranks by the pipeline's fused score (`gader.pipeline.fuse`: each "
+        "similarity standardised by the impostor statistics in the model card, measured by `gader "
+        f"calibrate-fusion` on {statistics_source}; then {gait_weight:g} x gait + {1 - gait_weight:g} x "
+        "appearance, rescaled to unit impostor spread, where both sides have both, else the one they share); the "
+        "RGB branch alone on whole sequences shows what appearance holds by itself; the last row routes the true "
+        "frames. Cosine distance; percentages.\n\n"
         "| model | rank-1 | rank-5 | mAP | TAR@FAR=1e-2 | TAR@FAR=1e-1 | EER |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
         + f"\n\nGADER / plain backbone rank-1: **{ratio:.2f}x** (with untrimmed segments: {untrimmed_ratio:.2f}x; the "
         f"detector alone, in front of the plain backbone: {detector_ratio:.2f}x). With a perfect detector GAR would "
-        f"reach {ceiling_ratio:.2f}x."
+        f"reach {ceiling_ratio:.2f}x. With the paper's routing (GADER + body re-ID on the other frames): "
+        f"**{routed_ratio:.2f}x** ({routed_ceiling:.2f}x given the true frames).\n\n"
+        f"How sure these ratios are, over the {len(plain_hits)} probes (a paired bootstrap of the probes, 10,000 "
+        f"draws, 95 % interval): GADER / plain {gader_interval[0]:.2f}-{gader_interval[1]:.2f}x (probes only GADER "
+        f"gets right: {gader_interval[2]}, only the plain backbone: {gader_interval[3]}); GADER + body re-ID / plain "
+        f"{routed_interval[0]:.2f}-{routed_interval[1]:.2f}x ({routed_interval[2]} and {routed_interval[3]})."
     )
     print(body)
     if args.print_only:

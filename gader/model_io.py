@@ -44,6 +44,9 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     operating_points: dict[str, float] = field(default_factory=dict)  # "fmr=1e-3" -> similarity threshold
     has_rgb_branch: bool = False
+    # Impostor mean / deviation of each modality's similarity and their correlation, for score fusion
+    # (gader.pipeline.fuse); written by `gader calibrate-fusion` on people the model has not seen.
+    fusion_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     version: str = "1"
 
     def to_json(self) -> str:
@@ -89,6 +92,18 @@ def resolve(name: str | Path) -> Path:
         return shipped
     available = ", ".join(shipped_models()) or "none"
     raise GaderError(f"no model {str(name)!r}: not a model directory, and not a shipped model ({available})")
+
+
+def writable_model(name: str | Path, command: str) -> Path:
+    """A model directory whose card ``command`` (a calibration) may rewrite: the shipped cards are part of the
+    package and are not rewritten in place."""
+    path = resolve(name)
+    if path.resolve().is_relative_to(ZOO):
+        raise GaderError(
+            f"{name} is a shipped model ({path}); copy its directory and calibrate the copy "
+            f"(cp -r {path} my-model && {command} --model my-model ...)"
+        )
+    return path
 
 
 def shipped_models() -> list[str]:

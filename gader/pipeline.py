@@ -9,14 +9,25 @@ For a sequence record:
    GAR's RGB branch is one).
 
 Matching two results (``fuse``): each modality's similarity is the mean over body parts of the cosine
-similarity, mapped to [0, 1] by ``(1 + cos) / 2``. When both sides have both modalities, the score is
-``w * gait + (1 - w) * appearance`` with ``w = gait_weight`` (0.8 by default: gait is the identity cue,
-appearance changes with clothing); otherwise the modality both sides share; ``None`` when they share none.
+similarity, mapped to [0, 1] by ``(1 + cos) / 2``. Two models' similarities are not on one scale (SynthGait's
+GAR scores impostor pairs 0.972 +- 0.007, its RGB branch 0.829 +- 0.045), so a weighted sum of raw
+similarities would put nearly every pair scored on gait alone above every pair scored on both, whoever they
+are, and among the latter let appearance's wider spread outvote gait. The
+model card therefore carries each modality's impostor mean and deviation, measured on people the model has
+not seen (``fusion_statistics``, written by ``gader calibrate-fusion``), and fusion standardises each
+similarity by them: ``z = (s - mean) / std``. Where both sides have both modalities the score is
+``(w * z_gait + (1 - w) * z_appearance) / sqrt(w**2 + (1 - w)**2 + 2 w (1 - w) rho)`` with ``w = gait_weight``
+(0.8 by default: gait is the identity cue, appearance changes with clothing) and ``rho`` the two scores'
+correlation over impostor pairs (also in the card), which keeps impostor scores at unit spread; otherwise the
+standardised score of the modality both sides share; ``None`` when they share none.
+Without statistics, the modalities are never summed: gait where both sides have it, else appearance.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,13 +85,155 @@ def part_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=0).mean())
 
 
-def fuse(a: PipelineResult, b: PipelineResult, gait_weight: float = 0.8) -> float | None:
-    """Similarity in [0, 1] of two pipeline results (see the module docstring for the rule)."""
+MODALITIES = ("gait", "appearance")
+JOINT = "joint"  # fusion_statistics key of the two modalities' impostor correlation
+
+
+def standardise(similarity, statistics: Mapping[str, float]):
+    """A modality's similarity (float or array, ``(1 + part cosine) / 2``) -> standard deviations above its
+    impostor mean (``modality_statistics``): the scale on which two models' scores can be compared and summed."""
+    return (similarity - statistics["impostor_mean"]) / statistics["impostor_std"]
+
+
+def _combine(gait, look, gait_weight: float, statistics: Mapping[str, Mapping[str, float]]):
+    """Weighted sum of two standardised scores, rescaled by its impostor spread (given their correlation) so
+    that it stays standardised: the same threshold means about the same false-match rate whether a pair was
+    scored on one modality or on both."""
+    rho = statistics[JOINT]["impostor_correlation"]
+    spread = np.sqrt(gait_weight**2 + (1 - gait_weight) ** 2 + 2 * gait_weight * (1 - gait_weight) * rho)
+    return (gait_weight * gait + (1 - gait_weight) * look) / spread
+
+
+def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
+    """A model card's fusion statistics are what ``fuse`` divides by: refused with a message that names the card
+    when a part is missing or unusable (checked where they are used, so that calibration can replace them)."""
+    if not statistics:
+        return
+
+    def number(section: str, key: str) -> float:
+        value = statistics.get(section, {}).get(key) if isinstance(statistics.get(section), dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise GaderError(
+                f"{where}: fusion_statistics.{section}.{key} is missing or not a finite number; "
+                "re-run gader calibrate-fusion"
+            )
+        return float(value)
+
+    for modality in ("gait", "appearance"):
+        number(modality, "impostor_mean")
+        if number(modality, "impostor_std") <= 0:
+            raise GaderError(f"{where}: fusion_statistics.{modality}.impostor_std must be positive")
+    if not -1 <= number("joint", "impostor_correlation") <= 1:
+        raise GaderError(f"{where}: fusion_statistics.joint.impostor_correlation must lie in [-1, 1]")
+
+
+def fuse(
+    a: PipelineResult,
+    b: PipelineResult,
+    gait_weight: float = 0.8,
+    statistics: Mapping[str, Mapping[str, float]] | None = None,
+) -> float | None:
+    """Score of two pipeline results (see the module docstring for the rule); ``None`` when they share no modality.
+
+    With ``statistics`` (the model card's ``fusion_statistics``): each modality standardised by its impostor
+    mean and deviation, summed with ``gait_weight`` where both sides have both. Without: the raw similarity of
+    gait where both sides have it, else of appearance, never summed (two models' raw similarities are on
+    different scales)."""
     gait = None if a.embedding is None or b.embedding is None else (1 + part_cosine(a.embedding, b.embedding)) / 2
     look = None if a.appearance is None or b.appearance is None else (1 + part_cosine(a.appearance, b.appearance)) / 2
+    if statistics is None:
+        return gait if gait is not None else look
+    gait = None if gait is None else float(standardise(gait, statistics["gait"]))
+    look = None if look is None else float(standardise(look, statistics["appearance"]))
     if gait is not None and look is not None:
-        return gait_weight * gait + (1 - gait_weight) * look
+        return float(_combine(gait, look, gait_weight, statistics))
     return gait if gait is not None else look
+
+
+def _unit_parts(embeddings: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """[d, p] embeddings (None: missing) -> (float64 [N, d, p] normalised along d, zeros where missing; bool [N])."""
+    present = np.array([e is not None for e in embeddings], bool)
+    shapes = {np.shape(e) for e in embeddings if e is not None}
+    if len(shapes) > 1:
+        raise GaderError(f"embeddings of different shapes {sorted(shapes)} (different models) cannot be compared")
+    shape = shapes.pop() if shapes else (1, 1)
+    stacked = np.stack([np.zeros(shape) if e is None else np.asarray(e, np.float64) for e in embeddings])
+    return stacked / np.maximum(np.linalg.norm(stacked, axis=1, keepdims=True), 1e-12), present
+
+
+def _similarity_01(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(1 + part cosine) / 2 for every pair [Na, Nb], and where both sides have the modality (bool [Na, Nb])."""
+    unit_a, present_a = _unit_parts(a)
+    unit_b, present_b = _unit_parts(b)
+    cosine = np.einsum("idp,jdp->ij", unit_a, unit_b) / unit_a.shape[-1]  # mean over parts
+    return (1 + cosine) / 2, present_a[:, None] & present_b[None, :]
+
+
+def fused_similarity(
+    probes: list[PipelineResult],
+    gallery: list[PipelineResult],
+    gait_weight: float = 0.8,
+    statistics: Mapping[str, Mapping[str, float]] | None = None,
+) -> np.ndarray:
+    """``fuse`` for every probe x gallery pair at once -> float64 [Np, Ng]; NaN where a pair shares no modality.
+    Each side's embeddings must share one shape per modality (one model)."""
+    if not probes or not gallery:
+        raise GaderError(f"fused similarity needs probes and gallery results, got {len(probes)} and {len(gallery)}")
+    gait, has_gait = _similarity_01([r.embedding for r in probes], [r.embedding for r in gallery])
+    look, has_look = _similarity_01([r.appearance for r in probes], [r.appearance for r in gallery])
+    if statistics is not None:
+        gait, look = standardise(gait, statistics["gait"]), standardise(look, statistics["appearance"])
+    fused = np.full(gait.shape, np.nan)
+    fused[has_look] = look[has_look]
+    fused[has_gait] = gait[has_gait]
+    if statistics is not None:
+        both = has_gait & has_look
+        fused[both] = _combine(gait[both], look[both], gait_weight, statistics)
+    return fused
+
+
+def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> dict[str, dict[str, float]]:
+    """Impostor statistics over every pair of results of different people: per modality (over the pairs that
+    both carry it) ``{"gait"|"appearance": {"impostor_mean", "impostor_std", "impostor_pairs"}}``, and
+    ``{"joint": {"impostor_correlation", "impostor_pairs"}}`` over the pairs that carry both (0 when fewer than
+    3 do): what ``fuse`` standardises and rescales with. Measure them on people the model has not seen
+    (``gader calibrate-fusion``)."""
+    labels = np.asarray(subjects)
+    if len(results) != len(labels):
+        raise GaderError(f"{len(results)} results but {len(labels)} subjects")
+    different = labels[:, None] != labels[None, :]
+    upper = np.triu(np.ones(different.shape, bool), k=1)  # each pair once
+    statistics, impostors = {}, {}
+    for modality in MODALITIES:
+        embeddings = [r.embedding if modality == "gait" else r.appearance for r in results]
+        similarity, present = _similarity_01(embeddings, embeddings)
+        impostor = similarity[present & different & upper]
+        if impostor.size < 2:
+            pairs = "1 impostor pair" if impostor.size == 1 else f"{impostor.size} impostor pairs"
+            raise GaderError(
+                f"{modality}: {pairs} found, at least 2 are needed; calibrate on more people (and, for "
+                "appearance, on sequences with RGB crops and frames the detector does not call gait)"
+            )
+        if not np.isfinite(impostor).all():
+            raise GaderError(f"{modality}: non-finite similarities (the model gave non-finite embeddings)")
+        if impostor.std() <= 1e-9:
+            raise GaderError(
+                f"{modality}: all {impostor.size} impostor pairs score the same ({impostor.mean():.6f}), so there "
+                "is no spread to standardise by; calibrate on more varied people"
+            )
+        statistics[modality] = {
+            "impostor_mean": float(impostor.mean()),
+            "impostor_std": float(impostor.std()),
+            "impostor_pairs": int(impostor.size),
+        }
+        impostors[modality] = (similarity, present)
+    (gait, has_gait), (look, has_look) = impostors["gait"], impostors["appearance"]
+    both = has_gait & has_look & different & upper
+    rho = 0.0
+    if both.sum() >= 3 and gait[both].std() > 1e-9 and look[both].std() > 1e-9:
+        rho = float(np.corrcoef(gait[both], look[both])[0, 1])
+    statistics[JOINT] = {"impostor_correlation": rho, "impostor_pairs": int(both.sum())}
+    return statistics
 
 
 def route(frames: int, detection: DetectionReport | None, config: PipelineConfig) -> tuple[np.ndarray, bool]:
@@ -140,7 +293,12 @@ class GaderPipeline:
         return embed_sequences(self.model.embedder, [item], device=self.device)[0]
 
     @torch.no_grad()
-    def _appearance(self, record: SequenceRecord) -> np.ndarray:
+    def embed_appearance(self, record: SequenceRecord) -> np.ndarray:
+        """RGB-branch (body re-identification) embedding [d', p'] of all frames of the record; needs its RGB
+        crops and a model that ships its RGB branch."""
+        if record.rgb is None or self.model.rgb is None:
+            missing = "the sequence has no RGB crops" if record.rgb is None else f"{self.model.id} has no RGB branch"
+            raise GaderError(f"no appearance embedding: {missing}")
         height, width = self.model.embedder.input_size
         rgb = resize_frames(record.rgb[: self.config.max_frames], height, width)  # [T, h, w, 3]
         frames = torch.from_numpy(rgb).to(self.device).float().div_(255).permute(3, 0, 1, 2)[None]  # [1, 3, T, h, w]
@@ -167,7 +325,7 @@ class GaderPipeline:
         appearance, rest = None, ~gait if usable else np.ones(record.frames, bool)
         if record.rgb is not None and self.model.rgb is not None and int(rest.sum()) >= self.config.min_frames:
             clock = time.perf_counter()
-            appearance = self._appearance(record.select(rest))
+            appearance = self.embed_appearance(record.select(rest))
             timings["appearance"] = 1000 * (time.perf_counter() - clock)
         return PipelineResult(
             detection=detection,
@@ -180,7 +338,24 @@ class GaderPipeline:
         )
 
     def similarity(self, a: PipelineResult, b: PipelineResult) -> float | None:
-        return fuse(a, b, self.config.gait_weight)
+        """``fuse`` with this pipeline's gait weight and its model's fusion statistics: a standardised score
+        (impostor standard deviations) when the card has them, else the raw similarity of the one modality used.
+        Neither is on the scale of the card's operating points, which are for the service's gait similarity."""
+        statistics = self.model.card.fusion_statistics or None
+        if statistics is not None:
+            check_fusion_statistics(statistics, f"model {self.model.id}")
+        return fuse(a, b, self.config.gait_weight, statistics)
 
 
-__all__ = ["GaderPipeline", "PipelineConfig", "PipelineResult", "fuse", "part_cosine", "route"]
+__all__ = [
+    "GaderPipeline",
+    "PipelineConfig",
+    "PipelineResult",
+    "check_fusion_statistics",
+    "fuse",
+    "fused_similarity",
+    "modality_statistics",
+    "part_cosine",
+    "route",
+    "standardise",
+]

@@ -249,17 +249,10 @@ def calibrate(
     from gader import metrics
     from gader.data import open_dataset
     from gader.embedding import embed_dataset
-    from gader.errors import GaderError
-    from gader.model_io import ZOO, ModelCard, load_model, resolve
+    from gader.model_io import ModelCard, load_model, writable_model
     from service.gallery.index import flatten_embedding, similarity
 
-    path = resolve(model)
-    if path.resolve().is_relative_to(ZOO):
-        # Calibrating writes model.json: the shipped cards are part of the package and are not rewritten in place.
-        raise GaderError(
-            f"{model} is a shipped model ({path}); copy its directory and calibrate the copy "
-            f"(cp -r {path} my-model && gader calibrate --model my-model --data ...)"
-        )
+    path = writable_model(model, "gader calibrate")  # calibrating writes model.json
     loaded = load_model(path)
     embeddings, infos = embed_dataset(loaded.embedder, open_dataset(data), loaded.embedder.input_size)
     vectors = np.stack([flatten_embedding(e) for e in embeddings])

@@ -6,9 +6,20 @@ import torch
 
 from gader.data import open_dataset
 from gader.detector import DetectorConfig, DHSClassifier, GaitDetector
+from gader.errors import GaderError
 from gader.gar import GAR, GARConfig
 from gader.model_io import ModelCard, load_detector, load_model, save_detector, save_model
-from gader.pipeline import GaderPipeline, PipelineConfig, PipelineResult, fuse, part_cosine, route
+from gader.pipeline import (
+    GaderPipeline,
+    PipelineConfig,
+    PipelineResult,
+    check_fusion_statistics,
+    fuse,
+    fused_similarity,
+    modality_statistics,
+    part_cosine,
+    route,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +61,127 @@ def test_gait_frames_go_to_gar_and_the_rest_to_the_rgb_branch(artifacts, synth_w
     assert set(result.to_dict()) >= {"detection", "embedding_shape", "embedded_frames", "model"}
 
 
+STATISTICS = {
+    "gait": {"impostor_mean": 0.5, "impostor_std": 0.25},
+    "appearance": {"impostor_mean": 0.25, "impostor_std": 0.5},
+    "joint": {"impostor_correlation": 0.5},
+}
+
+
 def test_fusion_rule_by_hand():
     a = np.array([[1.0, 0.0], [0.0, 1.0]])  # two parts: (1, 0) and (0, 1)
     b = np.array([[1.0, 1.0], [0.0, 0.0]])  # parts: (1, 0) and (1, 0)
     assert part_cosine(a, b) == pytest.approx(0.5)  # (1 + 0) / 2
     both = PipelineResult(None, a, a, 10, 5, "m")
     other = PipelineResult(None, b, -a, 10, 5, "m")
-    gait, look = (1 + 0.5) / 2, (1 - 1) / 2
-    assert fuse(both, other, 0.8) == pytest.approx(0.8 * gait + 0.2 * look)
     gait_only = PipelineResult(None, b, None, 10, 0, "m")
-    assert fuse(both, gait_only) == pytest.approx(gait)
-    assert fuse(PipelineResult(None, None, a, 0, 5, "m"), gait_only) is None
+    look_only = PipelineResult(None, None, a, 0, 5, "m")
+    gait, look = (1 + 0.5) / 2, (1 - 1) / 2  # similarities in [0, 1]
+    # Uncalibrated: two models' similarities are never summed; gait where both sides have it
+    assert fuse(both, other, 0.8) == pytest.approx(gait)
+    assert fuse(look_only, both) == pytest.approx(1.0)  # appearance alone: a with itself
+    assert fuse(look_only, gait_only) is None
+    # Calibrated: standardised by each modality's impostor statistics, weighted, and rescaled to unit impostor
+    # spread for scores correlated by 0.5: sd(0.8 z_g + 0.2 z_l) = sqrt(0.64 + 0.04 + 2 * 0.8 * 0.2 * 0.5)
+    z_gait, z_look = (gait - 0.5) / 0.25, (look - 0.25) / 0.5  # 1.0 and -0.5
+    expected = (0.8 * z_gait + 0.2 * z_look) / np.sqrt(0.84)
+    assert fuse(both, other, 0.8, STATISTICS) == pytest.approx(expected)
+    assert fuse(both, gait_only, 0.8, STATISTICS) == pytest.approx(z_gait)
+    assert fuse(look_only, other, 0.8, STATISTICS) == pytest.approx(z_look)
+    assert fuse(look_only, gait_only, 0.8, STATISTICS) is None
+
+
+@pytest.mark.parametrize("statistics", [None, STATISTICS], ids=["uncalibrated", "calibrated"])
+def test_fused_similarity_matrix_is_the_fusion_rule_for_every_pair(statistics):
+    """The vectorised matrix the GADER bench ranks with: each entry is ``fuse`` of that pair, whichever modalities
+    the two sides have (NaN where they share none)."""
+    rng = np.random.default_rng(0)
+
+    def result(gait: bool, look: bool) -> PipelineResult:
+        embedding = rng.normal(size=(6, 4)).astype(np.float32) if gait else None
+        appearance = rng.normal(size=(5, 2)).astype(np.float32) if look else None
+        return PipelineResult(None, embedding, appearance, 10 * gait, 5 * look, "m")
+
+    kinds = [(True, True), (True, False), (False, True)]
+    probes = [result(*kinds[i % 3]) for i in range(7)]
+    gallery = [result(*kinds[i % 3]) for i in range(5)]
+    matrix = fused_similarity(probes, gallery, 0.7, statistics)
+    assert matrix.shape == (7, 5)
+    for i, probe in enumerate(probes):
+        for j, enrolled in enumerate(gallery):
+            expected = fuse(probe, enrolled, 0.7, statistics)
+            if expected is None:
+                assert np.isnan(matrix[i, j])
+            else:
+                assert matrix[i, j] == pytest.approx(expected, abs=1e-6)
+    assert np.isnan(matrix).any() and not np.isnan(matrix[0]).any()  # gait-only vs look-only pairs, and the rest
+    with pytest.raises(GaderError, match="needs probes and gallery"):
+        fused_similarity([], gallery)
+
+
+def test_modality_statistics_count_each_pair_of_different_people_once():
+    x, y = np.array([[1.0], [0.0]]), np.array([[0.0], [1.0]])  # one part, orthogonal: similarity 0.5
+    results = [
+        PipelineResult(None, x, x, 1, 1, "m"),  # person a
+        PipelineResult(None, x, y, 1, 1, "m"),  # person a: a genuine pair with the first, never counted
+        PipelineResult(None, y, None, 1, 0, "m"),  # person b, no appearance
+        PipelineResult(None, -x, x, 1, 1, "m"),  # person c
+    ]
+    statistics = modality_statistics(results, ["a", "a", "b", "c"])
+    # gait impostor pairs: (0,2) 0.5, (0,3) 0, (1,2) 0.5, (1,3) 0, (2,3) 0.5
+    assert statistics["gait"]["impostor_pairs"] == 5
+    assert statistics["gait"]["impostor_mean"] == pytest.approx(0.3)
+    assert statistics["gait"]["impostor_std"] == pytest.approx(np.std([0.5, 0, 0.5, 0, 0.5]))
+    # appearance impostor pairs (result 2 has none): (0,3) 1.0, (1,3) 0.5
+    assert statistics["appearance"]["impostor_pairs"] == 2
+    assert statistics["appearance"]["impostor_mean"] == pytest.approx(0.75)
+    # both modalities on the impostor pairs (0,3) and (1,3): gait 0 and 0, too few (< 3) for a correlation
+    assert statistics["joint"] == {"impostor_correlation": 0.0, "impostor_pairs": 2}
+    rng = np.random.default_rng(1)
+    many = [PipelineResult(None, rng.normal(size=(4, 2)), rng.normal(size=(3, 2)), 1, 1, "m") for _ in range(30)]
+    joint = modality_statistics(many, [str(i) for i in range(30)])["joint"]
+    assert joint["impostor_pairs"] == 30 * 29 // 2 and abs(joint["impostor_correlation"]) < 0.2  # independent
+    no_look = [results[0], results[2], PipelineResult(None, -x, None, 1, 0, "m")]  # one appearance embedding only
+    with pytest.raises(GaderError, match="appearance: 0 impostor pairs found, at least 2"):
+        modality_statistics(no_look, ["a", "b", "c"])
+    with pytest.raises(GaderError, match="gait: all 2 impostor pairs score the same"):
+        modality_statistics(results[:3], ["a", "a", "b"])
+    with pytest.raises(GaderError, match="different shapes"):
+        modality_statistics([results[0], PipelineResult(None, np.ones((3, 1)), None, 1, 0, "m")], ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("joint", None, None, "joint.impostor_correlation is missing"),
+        ("gait", "impostor_std", 0.0, "gait.impostor_std must be positive"),
+        ("appearance", "impostor_mean", float("nan"), "appearance.impostor_mean is missing or not a finite number"),
+        ("joint", "impostor_correlation", 1.5, "must lie in \\[-1, 1\\]"),
+    ],
+)
+def test_bad_fusion_statistics_in_a_card_are_refused_by_name(artifacts, section, key, value, message):
+    """A card's statistics are checked where they are used: a clear error naming the model and the field, not a
+    KeyError or a division by zero at the first comparison."""
+    import copy
+
+    statistics = copy.deepcopy(STATISTICS)
+    if key is None:
+        del statistics[section]
+    else:
+        statistics[section][key] = value
+    with pytest.raises(GaderError, match=message):
+        check_fusion_statistics(statistics, "model m")
+    pipeline = GaderPipeline.load(artifacts / "model", None)
+    pipeline.model.card.fusion_statistics = statistics
+    a = PipelineResult(None, np.ones((64, 30)), None, 1, 0, "m")
+    with pytest.raises(GaderError, match=f"model test-gar: fusion_statistics.*{message}"):
+        pipeline.similarity(a, a)
+    check_fusion_statistics(STATISTICS, "model m")  # the good ones pass
 
 
 def test_a_detection_made_already_is_reused_not_recomputed(artifacts, synth_wild):
     """Pipelines that differ only in what they do with a detection (bench.gader_eval, bench.gader_real) run the
     detector once: the report given is the one routed and returned."""
-    from gader.errors import GaderError
     from gader.pipeline import GaderPipeline
 
     trimmed = GaderPipeline.load(artifacts / "model", artifacts / "detector")
@@ -85,3 +200,45 @@ def test_a_detection_made_already_is_reused_not_recomputed(artifacts, synth_wild
     shorter = record.select(np.arange(record.frames) < record.frames // 2)  # another sequence's report is refused
     with pytest.raises(GaderError, match="the detection covers"):
         trimmed.process(shorter, first.detection)
+
+
+def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(artifacts, synth_wild, tmp_path):
+    """`gader calibrate-fusion` writes each modality's impostor statistics into the card (the same numbers as
+    ``modality_statistics`` over the pipeline's results), and the pipeline's similarity uses them."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    model = tmp_path / "model"
+    shutil.copytree(artifacts / "model", model)
+
+    def gader(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gader", *args], capture_output=True, text=True, timeout=120)
+
+    # The shipped detector (the default), which sends synth_wild's standing and partial stretches to the RGB branch
+    done = gader("calibrate-fusion", "--model", str(model), "--data", str(synth_wild))
+    assert done.returncode == 0, done.stderr
+    card = json.loads((model / "model.json").read_text())
+    pipeline = GaderPipeline.load(model, "gader-detector")
+    dataset = open_dataset(synth_wild)
+    records = list(dataset)
+    results = [pipeline.process(record) for record in records]
+    expected = modality_statistics(results, [record.subject for record in records])
+    for modality in ("gait", "appearance"):
+        for key in ("impostor_mean", "impostor_std"):
+            assert card["fusion_statistics"][modality][key] == pytest.approx(expected[modality][key], rel=1e-5)
+    assert card["metrics"]["fusion_calibration"]["people"] == len(dataset.subjects)
+    assert pipeline.model.card.fusion_statistics == card["fusion_statistics"]
+    both = [r for r in results if r.embedding is not None and r.appearance is not None]
+    assert len(both) >= 2  # the shipped detector leaves standing / partial frames to the RGB branch
+    a, b = both[0], both[-1]
+    fused = pipeline.similarity(a, b)
+    assert fused is not None and fused == pytest.approx(fuse(a, b, 0.8, card["fusion_statistics"]))
+    assert fused != pytest.approx(fuse(a, b, 0.8))  # a standardised score, not the raw gait similarity
+    # A shipped card is not rewritten; a model without an RGB branch has nothing to fuse
+    shipped = gader("calibrate-fusion", "--model", "synth-wild-gar", "--data", str(synth_wild))
+    assert shipped.returncode == 1 and "is a shipped model" in shipped.stderr
+    (model / "rgb.safetensors").unlink()
+    no_rgb = gader("calibrate-fusion", "--model", str(model), "--data", str(synth_wild))
+    assert no_rgb.returncode == 1 and "ships no RGB branch" in no_rgb.stderr

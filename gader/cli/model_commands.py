@@ -9,6 +9,7 @@ import typer
 
 from gader.cli.eval_commands import Distance, Protocol, _print_table, write_plots
 from gader.cli.output import err_console, print_json
+from gader.errors import GaderError
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 
@@ -57,7 +58,6 @@ def evaluate(
     from gader import protocols
     from gader.data import open_dataset
     from gader.embedding import embed_dataset, part_major
-    from gader.errors import GaderError
     from gader.model_io import load_model
 
     loaded = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
@@ -131,7 +131,6 @@ def export(
     queue_delay_us: int = typer.Option(2000, "--queue-delay-us", min=0, help="How long Triton waits to fill a batch."),
 ) -> None:
     """Write Triton python-backend models for GAR models (TorchScript, plus ONNX) and the detector (TorchScript)."""
-    from gader.errors import GaderError
     from gader.export import export_detector, export_gar
 
     if not model and detector is None:
@@ -164,3 +163,79 @@ def triton_local(
         stop.wait(0.5)
     triton.stop()
     print("triton stopped", flush=True)
+
+
+def calibrate_fusion(
+    model: str = typer.Option(..., "--model", help="Model directory with an RGB branch (its model.json is updated)."),
+    data: Path = typer.Option(..., "--data", help="Labelled sequences with RGB crops, of people the model never saw."),
+    detector: str = typer.Option("gader-detector", "--detector", help="Detector directory or shipped id."),
+    fallback: bool = typer.Option(
+        False,
+        "--fallback-whole-sequence",
+        help="Route as GaderPipeline with fallback_whole_sequence does (bench.gader_eval's GADER): a sequence "
+        "without usable gait goes to GAR whole, instead of to the RGB branch whole.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Impostor statistics of gait and appearance scores, stored with the model for score fusion.
+
+    Runs the GADER pipeline on every sequence (gait frames to GAR, the rest to the RGB branch) and measures
+    each modality's similarity over the pairs of different people, and the two scores' correlation: fusion
+    standardises by them, so that the two models' scores can be summed (gader.pipeline.fuse)."""
+    import torch
+
+    from gader.data import open_dataset
+    from gader.model_io import ModelCard, writable_model
+    from gader.pipeline import GaderPipeline, PipelineConfig, modality_statistics
+    from gader.progress import progress
+
+    path = writable_model(model, "gader calibrate-fusion")
+    config = PipelineConfig(fallback_whole_sequence=fallback)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipeline = GaderPipeline.load(path, detector, config, device=device)
+    if pipeline.model.rgb is None:
+        raise GaderError(f"{model} ships no RGB branch (rgb.safetensors): it has no appearance score to fuse")
+    dataset = open_dataset(data)
+    if len(dataset) == 0:
+        raise GaderError(f"{data}: no sequences")
+    if dataset.load(dataset.infos[0].key).rgb is None:  # before the long part; each sequence is checked again
+        raise GaderError(f"{data}: the sequences have no RGB crops; fusion needs both modalities")
+    results, subjects, short = [], [], 0
+    for record in progress(dataset, total=len(dataset), desc="calibrating fusion", unit="seq"):
+        if record.rgb is None:
+            raise GaderError(f"{data}: sequence {record.key} has no RGB crops; fusion needs both modalities")
+        if record.frames < config.min_frames:
+            short += 1
+            continue
+        results.append(pipeline.process(record))
+        subjects.append(record.subject)
+    statistics = modality_statistics(results, subjects)
+    card = ModelCard.from_json((path / "model.json").read_text(), str(path))
+    card.fusion_statistics = statistics
+    card.metrics["fusion_calibration"] = {
+        "data": str(data),
+        "detector": detector,
+        "fallback_whole_sequence": fallback,
+        "sequences": len(results),
+        "people": len(set(subjects)),
+        "skipped_short_sequences": short,
+    }
+    (path / "model.json").write_text(card.to_json())
+    if as_json:
+        print_json({"fusion_statistics": statistics, **card.metrics["fusion_calibration"]})
+        return
+    skipped = f" ({short} sequence{'s' * (short != 1)} under {config.min_frames} frames skipped)" if short else ""
+    err_console.print(
+        f"calibrated fusion of {path} on {len(results)} sequences of {len(set(subjects))} people{skipped}:"
+    )
+    for modality in ("gait", "appearance"):
+        values = statistics[modality]
+        err_console.print(
+            f"  {modality}: impostor similarity {values['impostor_mean']:.4f} +- {values['impostor_std']:.4f} "
+            f"({values['impostor_pairs']:,} pairs)"
+        )
+    joint = statistics["joint"]
+    err_console.print(
+        f"  correlation of the two over impostor pairs: {joint['impostor_correlation']:.3f} "
+        f"({joint['impostor_pairs']:,} pairs with both)"
+    )
