@@ -10,7 +10,7 @@ For a sequence record:
 
 Matching two results (``fuse``): each modality's similarity is the mean over body parts of the cosine
 similarity, mapped to [0, 1] by ``(1 + cos) / 2``. Two models' similarities are not on one scale (SynthGait's
-GAR scores impostor pairs 0.972 +- 0.007, its RGB branch 0.829 +- 0.045), so a weighted sum of raw
+GAR scores impostor pairs 0.972 +- 0.007, its RGB branch 0.821 +- 0.045), so a weighted sum of raw
 similarities would put nearly every pair scored on gait alone above every pair scored on both, whoever they
 are, and among the latter let appearance's wider spread outvote gait. The
 model card therefore carries each modality's impostor mean and deviation, measured on people the model has
@@ -109,9 +109,15 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
     when a part is missing or unusable (checked where they are used, so that calibration can replace them)."""
     if not statistics:
         return
+    if not isinstance(statistics, Mapping) or not all(
+        isinstance(statistics.get(k), Mapping) for k in (*MODALITIES, JOINT)
+    ):
+        raise GaderError(
+            f"{where}: fusion_statistics must hold gait, appearance and joint sections; re-run gader calibrate-fusion"
+        )
 
     def number(section: str, key: str) -> float:
-        value = statistics.get(section, {}).get(key) if isinstance(statistics.get(section), dict) else None
+        value = statistics[section].get(key)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise GaderError(
                 f"{where}: fusion_statistics.{section}.{key} is missing or not a finite number; "
@@ -119,12 +125,12 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
             )
         return float(value)
 
-    for modality in ("gait", "appearance"):
+    for modality in MODALITIES:
         number(modality, "impostor_mean")
         if number(modality, "impostor_std") <= 0:
             raise GaderError(f"{where}: fusion_statistics.{modality}.impostor_std must be positive")
-    if not -1 <= number("joint", "impostor_correlation") <= 1:
-        raise GaderError(f"{where}: fusion_statistics.joint.impostor_correlation must lie in [-1, 1]")
+    if not -1 < number("joint", "impostor_correlation") <= 1:  # at -1 an equal-weight sum has no spread
+        raise GaderError(f"{where}: fusion_statistics.joint.impostor_correlation must lie in (-1, 1]")
 
 
 def fuse(
@@ -201,6 +207,8 @@ def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> d
     labels = np.asarray(subjects)
     if len(results) != len(labels):
         raise GaderError(f"{len(results)} results but {len(labels)} subjects")
+    if len(set(labels.tolist())) < 2:
+        raise GaderError(f"impostor statistics need at least 2 people, got {len(set(labels.tolist()))}")
     different = labels[:, None] != labels[None, :]
     upper = np.triu(np.ones(different.shape, bool), k=1)  # each pair once
     statistics, impostors = {}, {}

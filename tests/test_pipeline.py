@@ -141,6 +141,16 @@ def test_modality_statistics_count_each_pair_of_different_people_once():
     many = [PipelineResult(None, rng.normal(size=(4, 2)), rng.normal(size=(3, 2)), 1, 1, "m") for _ in range(30)]
     joint = modality_statistics(many, [str(i) for i in range(30)])["joint"]
     assert joint["impostor_pairs"] == 30 * 29 // 2 and abs(joint["impostor_correlation"]) < 0.2  # independent
+    twins = [PipelineResult(None, r.embedding, r.embedding, 1, 1, "m") for r in many]  # appearance = gait
+    assert modality_statistics(twins, [str(i) for i in range(30)])["joint"]["impostor_correlation"] == pytest.approx(1)
+    opposite = [PipelineResult(None, r.embedding, -r.embedding, 1, 1, "m") for r in many]  # cos(-a, -b) = cos(a, b)
+    assert modality_statistics(opposite, [str(i) for i in range(30)])["joint"]["impostor_correlation"] == pytest.approx(
+        1
+    )
+    noisy = [PipelineResult(None, r.embedding, r.embedding + rng.normal(size=(4, 2)), 1, 1, "m") for r in many]
+    assert 0.2 < modality_statistics(noisy, [str(i) for i in range(30)])["joint"]["impostor_correlation"] < 0.95
+    with pytest.raises(GaderError, match="at least 2 people, got 1"):
+        modality_statistics(many[:3], ["a", "a", "a"])
     no_look = [results[0], results[2], PipelineResult(None, -x, None, 1, 0, "m")]  # one appearance embedding only
     with pytest.raises(GaderError, match="appearance: 0 impostor pairs found, at least 2"):
         modality_statistics(no_look, ["a", "b", "c"])
@@ -153,10 +163,12 @@ def test_modality_statistics_count_each_pair_of_different_people_once():
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
-        ("joint", None, None, "joint.impostor_correlation is missing"),
+        ("joint", None, None, "must hold gait, appearance and joint sections"),
+        ("joint", "impostor_correlation", None, "joint.impostor_correlation is missing"),
         ("gait", "impostor_std", 0.0, "gait.impostor_std must be positive"),
         ("appearance", "impostor_mean", float("nan"), "appearance.impostor_mean is missing or not a finite number"),
-        ("joint", "impostor_correlation", 1.5, "must lie in \\[-1, 1\\]"),
+        ("joint", "impostor_correlation", 1.5, "must lie in \\(-1, 1\\]"),
+        ("joint", "impostor_correlation", -1.0, "must lie in \\(-1, 1\\]"),
     ],
 )
 def test_bad_fusion_statistics_in_a_card_are_refused_by_name(artifacts, section, key, value, message):
@@ -225,9 +237,12 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     records = list(dataset)
     results = [pipeline.process(record) for record in records]
     expected = modality_statistics(results, [record.subject for record in records])
-    for modality in ("gait", "appearance"):
-        for key in ("impostor_mean", "impostor_std"):
-            assert card["fusion_statistics"][modality][key] == pytest.approx(expected[modality][key], rel=1e-5)
+    for section, key in [(m, k) for m in ("gait", "appearance") for k in ("impostor_mean", "impostor_std")] + [
+        ("joint", "impostor_correlation")
+    ]:
+        assert card["fusion_statistics"][section][key] == pytest.approx(expected[section][key], rel=1e-5, abs=1e-9)
+    for section in ("gait", "appearance", "joint"):
+        assert card["fusion_statistics"][section]["impostor_pairs"] == expected[section]["impostor_pairs"] > 0
     assert card["metrics"]["fusion_calibration"]["people"] == len(dataset.subjects)
     assert pipeline.model.card.fusion_statistics == card["fusion_statistics"]
     both = [r for r in results if r.embedding is not None and r.appearance is not None]

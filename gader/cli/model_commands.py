@@ -179,9 +179,11 @@ def calibrate_fusion(
 ) -> None:
     """Impostor statistics of gait and appearance scores, stored with the model for score fusion.
 
-    Runs the GADER pipeline on every sequence (gait frames to GAR, the rest to the RGB branch) and measures
-    each modality's similarity over the pairs of different people, and the two scores' correlation: fusion
-    standardises by them, so that the two models' scores can be summed (gader.pipeline.fuse)."""
+    Runs the GADER pipeline on every sequence: gait frames to GAR, the rest to the RGB branch.
+
+    Measures each score over the pairs of different people, and the two scores' correlation.
+
+    Fusion standardises by them, so that the two models' scores can be summed (gader.pipeline.fuse)."""
     import torch
 
     from gader.data import open_dataset
@@ -209,6 +211,8 @@ def calibrate_fusion(
             continue
         results.append(pipeline.process(record))
         subjects.append(record.subject)
+    if not results:
+        raise GaderError(f"{data}: no sequence of at least {config.min_frames} frames ({short} shorter ones skipped)")
     statistics = modality_statistics(results, subjects)
     card = ModelCard.from_json((path / "model.json").read_text(), str(path))
     card.fusion_statistics = statistics
