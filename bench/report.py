@@ -19,7 +19,10 @@ HEADER = """# Benchmarks
 
 Written by the scripts in `bench/` (never by hand); each section says on which machine, when and with which
 command it was measured. Timings on these shared machines are noisy: compare numbers measured side by side
-in one run (the ratios), not across sections.
+in one run (the ratios), not across sections. Accuracy benches write their sections, with the same machine,
+date and command lines, beside what they measure instead: `bench.gader_eval`, `bench.gader_real`,
+`bench.detector_real` and `bench.gar_ablation` in docs/models.md, `bench.synth_difficulty` and
+`bench.synth_realism` in docs/synthgait.md.
 """
 
 
