@@ -28,12 +28,12 @@ test: lint services
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check gader service tests bench
-	$(BIN)/ruff format --check gader service tests bench
+	$(BIN)/ruff check gader service tests bench scripts
+	$(BIN)/ruff format --check gader service tests bench scripts
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix gader service tests bench
-	$(BIN)/ruff format gader service tests bench
+	$(BIN)/ruff check --fix gader service tests bench scripts
+	$(BIN)/ruff format gader service tests bench scripts
 
 # The main job: the matching service with the shipped models, REST on :8000 (docs at /docs), gRPC on :8001,
 # galleries in ./gader-data (SQLite). The first start prints an admin API key. Override with GADER_* variables.

@@ -54,3 +54,22 @@ def test_the_cpu_build_reports_no_gpu_index():
     if gpu_resources() is None:
         assert not index.use_gpu and not index.wait_for_gpu(0.05)
     assert hasattr(faiss, "IndexFlatIP")
+
+
+@pytest.mark.parametrize("arch", ["gaitset", "gaitpart", "gaitgl", "gaitbase"])
+def test_embedding_shape_is_measured_on_the_models_own_device(arch):
+    """Runs everywhere: the "meta" device stands in for a GPU (weights off the CPU). A model trained on CUDA is
+    saved from there, and saving measures its embedding shape; a CPU-only probe tensor made that fail."""
+    model = create_model(arch, width=0.25, input_height=32, input_width=22, num_classes=6)
+    expected = model.embedding_shape()
+    assert model.to("meta").embedding_shape() == expected
+
+
+@needs_cuda
+def test_a_model_trained_on_cuda_is_saved_from_there(tmp_path):
+    from gader.gar import GAR, GARConfig
+    from gader.model_io import ModelCard, load_model, save_model
+
+    model = GAR(GARConfig(architecture="gaitbase", backbone={"width": 0.25, "num_classes": 6})).cuda()
+    save_model(tmp_path / "m", model.embedder(), ModelCard(id="m", gar={}))
+    assert load_model(tmp_path / "m").card.embedding_shape == model.embedder().silhouette.embedding_shape()

@@ -93,8 +93,15 @@ class GaitBackbone(nn.Module):
     def embedding_shape(self) -> tuple[int, int]:
         """(channels, parts) of the test-time embedding."""
         with torch.no_grad():
+            # On the model's own device: a model trained on a GPU is saved (and its card written) from there.
+            device = next(self.parameters()).device
             probe = torch.zeros(
-                1, self.config.in_channels, max(self.min_frames(), 3), self.config.input_height, self.config.input_width
+                1,
+                self.config.in_channels,
+                max(self.min_frames(), 3),
+                self.config.input_height,
+                self.config.input_width,
+                device=device,
             )
             was_training = self.training
             self.eval()
