@@ -251,6 +251,24 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     fused = pipeline.similarity(a, b)
     assert fused is not None and fused == pytest.approx(fuse(a, b, 0.8, card["fusion_statistics"]))
     assert fused != pytest.approx(fuse(a, b, 0.8))  # a standardised score, not the raw gait similarity
+    # --fallback-whole-sequence routes as the GADER bench does (no usable gait: GAR on the whole sequence);
+    # --json prints what it stored
+    done = gader(
+        "calibrate-fusion", "--model", str(model), "--data", str(synth_wild), "--fallback-whole-sequence", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    card = json.loads((model / "model.json").read_text())
+    assert printed["fusion_statistics"] == card["fusion_statistics"]
+    assert (
+        printed["fallback_whole_sequence"] is card["metrics"]["fusion_calibration"]["fallback_whole_sequence"] is True
+    )
+    falling_back = GaderPipeline.load(model, "gader-detector", PipelineConfig(fallback_whole_sequence=True))
+    routed = [falling_back.process(record) for record in records]
+    expected = modality_statistics(routed, [record.subject for record in records])
+    for section in ("gait", "appearance"):
+        assert card["fusion_statistics"][section]["impostor_pairs"] == expected[section]["impostor_pairs"]
+        assert card["fusion_statistics"][section]["impostor_mean"] == pytest.approx(expected[section]["impostor_mean"])
     # A shipped card is not rewritten; a model without an RGB branch has nothing to fuse
     shipped = gader("calibrate-fusion", "--model", "synth-wild-gar", "--data", str(synth_wild))
     assert shipped.returncode == 1 and "is a shipped model" in shipped.stderr
