@@ -152,6 +152,11 @@ def main() -> None:
     parser.add_argument("--val-subjects", type=int, default=50)
     parser.add_argument("--min-contamination", type=float, default=0.3)
     parser.add_argument("--gallery", choices=("first", "clean"), default="first")
+    parser.add_argument(
+        "--gait-weight",
+        type=float,
+        help="fusion weight of gait in the routed rows (default: the GAR card's calibrated one, else 0.8)",
+    )
     parser.add_argument("--print-only", action="store_true", help="print the table, leave docs/models.md alone")
     args = parser.parse_args()
     datasets, held_out = [], []
@@ -177,8 +182,18 @@ def main() -> None:
     gar = GaderPipeline(gar_model, None, PipelineConfig(use_detector=False))
     # GADER's results carry the RGB-branch embedding of the frames it does not send to GAR (the "GADER" row
     # ranks by the gait embedding alone, ROUTED by both fused).
-    gader = GaderPipeline(gar_with_rgb, detector, PipelineConfig(fallback_whole_sequence=True))
-    gait_weight = gader.config.gait_weight
+    if args.gait_weight is not None and not 0 <= args.gait_weight <= 1:
+        raise SystemExit(f"--gait-weight must lie in [0, 1], got {args.gait_weight}")
+    gader = GaderPipeline(
+        gar_with_rgb, detector, PipelineConfig(fallback_whole_sequence=True, gait_weight=args.gait_weight)
+    )
+    gait_weight = gader.gait_weight
+    if args.gait_weight is not None:
+        weight_source = "fixed by --gait-weight"
+    elif "gait_weight" in statistics["joint"]:
+        weight_source = "the weight `gader calibrate-fusion` chose on the same people"
+    else:
+        weight_source = "the default: the card has no calibrated weight"
     # The detector's own share of the gain: the same plain backbone, given only the detected gait frames.
     plain_detected = GaderPipeline(plain_model, detector, PipelineConfig(fallback_whole_sequence=True))
     # The paper's segments: every frame of the merged windows goes to GAR (no trimming to the frames' labels).
@@ -293,7 +308,8 @@ def main() -> None:
         "(at least 3) with GAR's RGB branch and ranks by the pipeline's fused score (`gader.pipeline.fuse`: each "
         "similarity standardised by the impostor statistics in the model card, measured by `gader "
         f"calibrate-fusion` on {statistics_source}; then {gait_weight:g} x gait + {1 - gait_weight:g} x "
-        "appearance, rescaled to unit impostor spread, where both sides have both, else the one they share); the "
+        f"appearance ({weight_source}), rescaled to unit impostor spread, where both sides have both, else the one "
+        "they share); the "
         "RGB branch alone on whole sequences shows what appearance holds by itself; the last row routes the true "
         "frames. Cosine distance; percentages.\n\n"
         "| model | rank-1 | rank-5 | mAP | TAR@FAR=1e-2 | TAR@FAR=1e-1 | EER |\n|---|---|---|---|---|---|---|\n"

@@ -17,8 +17,10 @@ model card therefore carries each modality's impostor mean and deviation, measur
 not seen (``fusion_statistics``, written by ``gader calibrate-fusion``), and fusion standardises each
 similarity by them: ``z = (s - mean) / std``. Where both sides have both modalities the score is
 ``(w * z_gait + (1 - w) * z_appearance) / sqrt(w**2 + (1 - w)**2 + 2 w (1 - w) rho)`` with ``w = gait_weight``
-(0.8 by default: gait is the identity cue, appearance changes with clothing) and ``rho`` the two scores'
-correlation over impostor pairs (also in the card), which keeps impostor scores at unit spread; otherwise the
+and ``rho`` the two scores' correlation over impostor pairs (also in the card), which keeps impostor scores at
+unit spread. The weight is chosen by the same calibration (``choose_gait_weight``: the best leave-one-out
+retrieval on the calibration people), 0.8 for a card without one (gait is the identity cue, appearance
+changes with clothing); a PipelineConfig can fix it. Otherwise the
 standardised score of the modality both sides share; ``None`` when they share none.
 Without statistics, the modalities are never summed: gait where both sides have it, else appearance.
 """
@@ -48,7 +50,9 @@ class PipelineConfig:
     min_frames: int = 3  # fewest frames worth embedding
     max_frames: int = 720  # frames per sequence at most (OpenGait's test limit)
     use_ratios: bool = True
-    gait_weight: float = 0.8  # fusion weight of gait when both modalities exist
+    # Fusion weight of gait where both modalities exist; None: the weight `gader calibrate-fusion` chose for the
+    # model (fusion_statistics.joint.gait_weight), else DEFAULT_GAIT_WEIGHT.
+    gait_weight: float | None = None
     fallback_whole_sequence: bool = False  # not usable: embed every frame instead of returning no embedding
     # Embed only the segment frames that their own label calls full-gait (DetectionReport.walking_mask), not every
     # frame of the merged windows. Held-out SynthGait wild people: 97 % of the frames embedded are full-body
@@ -86,6 +90,8 @@ def part_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 MODALITIES = ("gait", "appearance")
+DEFAULT_GAIT_WEIGHT = 0.8  # gait is the identity cue; appearance changes with clothing
+GAIT_WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # what calibration chooses among: 0, 0.05 .. 1
 JOINT = "joint"  # fusion_statistics key of the two modalities' impostor correlation
 
 
@@ -131,12 +137,14 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
             raise GaderError(f"{where}: fusion_statistics.{modality}.impostor_std must be positive")
     if not -1 < number("joint", "impostor_correlation") <= 1:  # at -1 an equal-weight sum has no spread
         raise GaderError(f"{where}: fusion_statistics.joint.impostor_correlation must lie in (-1, 1]")
+    if "gait_weight" in statistics[JOINT] and not 0 <= number("joint", "gait_weight") <= 1:
+        raise GaderError(f"{where}: fusion_statistics.joint.gait_weight must lie in [0, 1]")
 
 
 def fuse(
     a: PipelineResult,
     b: PipelineResult,
-    gait_weight: float = 0.8,
+    gait_weight: float = DEFAULT_GAIT_WEIGHT,
     statistics: Mapping[str, Mapping[str, float]] | None = None,
 ) -> float | None:
     """Score of two pipeline results (see the module docstring for the rule); ``None`` when they share no modality.
@@ -175,20 +183,25 @@ def _similarity_01(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> tu
     return (1 + cosine) / 2, present_a[:, None] & present_b[None, :]
 
 
-def fused_similarity(
-    probes: list[PipelineResult],
-    gallery: list[PipelineResult],
-    gait_weight: float = 0.8,
-    statistics: Mapping[str, Mapping[str, float]] | None = None,
-) -> np.ndarray:
-    """``fuse`` for every probe x gallery pair at once -> float64 [Np, Ng]; NaN where a pair shares no modality.
-    Each side's embeddings must share one shape per modality (one model)."""
-    if not probes or not gallery:
-        raise GaderError(f"fused similarity needs probes and gallery results, got {len(probes)} and {len(gallery)}")
+def _modality_scores(
+    probes: list[PipelineResult], gallery: list[PipelineResult], statistics: Mapping[str, Mapping[str, float]] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each modality's score of every probe x gallery pair [Np, Ng], standardised when there are statistics, and
+    where both sides have it (bool [Np, Ng]) -> (gait, has_gait, appearance, has_appearance)."""
     gait, has_gait = _similarity_01([r.embedding for r in probes], [r.embedding for r in gallery])
     look, has_look = _similarity_01([r.appearance for r in probes], [r.appearance for r in gallery])
     if statistics is not None:
         gait, look = standardise(gait, statistics["gait"]), standardise(look, statistics["appearance"])
+    return gait, has_gait, look, has_look
+
+
+def _fused_matrix(
+    scores: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    gait_weight: float,
+    statistics: Mapping[str, Mapping[str, float]] | None,
+) -> np.ndarray:
+    """``fuse``'s rule over ``_modality_scores`` -> float64 [Np, Ng]; NaN where a pair shares no modality."""
+    gait, has_gait, look, has_look = scores
     fused = np.full(gait.shape, np.nan)
     fused[has_look] = look[has_look]
     fused[has_gait] = gait[has_gait]
@@ -196,6 +209,57 @@ def fused_similarity(
         both = has_gait & has_look
         fused[both] = _combine(gait[both], look[both], gait_weight, statistics)
     return fused
+
+
+def fused_similarity(
+    probes: list[PipelineResult],
+    gallery: list[PipelineResult],
+    gait_weight: float = DEFAULT_GAIT_WEIGHT,
+    statistics: Mapping[str, Mapping[str, float]] | None = None,
+) -> np.ndarray:
+    """``fuse`` for every probe x gallery pair at once -> float64 [Np, Ng]; NaN where a pair shares no modality.
+    Each side's embeddings must share one shape per modality (one model)."""
+    if not probes or not gallery:
+        raise GaderError(f"fused similarity needs probes and gallery results, got {len(probes)} and {len(gallery)}")
+    return _fused_matrix(_modality_scores(probes, gallery, statistics), gait_weight, statistics)
+
+
+def retrieval_map(similarity: np.ndarray, labels: np.ndarray) -> float:
+    """Mean average precision of leave-one-out retrieval over a square score matrix [N, N] (higher: more alike;
+    NaN: the pair cannot be scored, ranked last): each item queries all the others; items whose person has no
+    other item are left out."""
+    scores = np.where(np.isnan(similarity), -np.inf, similarity).astype(np.float64)
+    np.fill_diagonal(scores, np.nan)  # argsort puts NaN after -inf: the query itself ranks last, then dropped
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :-1]  # [N, N-1]
+    relevant = labels[order] == labels[:, None]  # [N, N-1]
+    counts = relevant.sum(axis=1)
+    precision = relevant.cumsum(axis=1) / np.arange(1, relevant.shape[1] + 1)
+    average = (precision * relevant).sum(axis=1) / np.maximum(counts, 1)
+    if not (counts > 0).any():
+        raise GaderError("no person has two sequences: retrieval has nothing to find")
+    return float(average[counts > 0].mean())
+
+
+def choose_gait_weight(
+    results: list[PipelineResult],
+    subjects: list[str],
+    statistics: Mapping[str, Mapping[str, float]],
+    weights: tuple[float, ...] = GAIT_WEIGHT_GRID,
+) -> tuple[float, dict[float, float]]:
+    """The gait weight for ``fuse`` that retrieves people best on calibration data (people the model has not
+    seen): leave-one-out mAP over the fused scores of every pair, for each weight -> (the best weight, the
+    higher on a tie; {weight: mAP}). mAP rather than rank-1: it counts every rank, so it moves less with a few
+    sequences."""
+    labels = np.asarray(subjects)
+    if len(results) != len(labels):
+        raise GaderError(f"{len(results)} results but {len(labels)} subjects")
+    scores = _modality_scores(results, results, statistics)
+    _, has_gait, _, has_look = scores
+    if not (has_gait & has_look & ~np.eye(len(results), dtype=bool)).any():
+        raise GaderError("no pair of results carries both gait and appearance: there is no weight to choose")
+    mean_ap = {float(weight): retrieval_map(_fused_matrix(scores, weight, statistics), labels) for weight in weights}
+    best = max(mean_ap, key=lambda w: (round(mean_ap[w], 12), w))
+    return best, mean_ap
 
 
 def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> dict[str, dict[str, float]]:
@@ -288,6 +352,14 @@ class GaderPipeline:
     def model_id(self) -> str:
         return self.model.id
 
+    @property
+    def gait_weight(self) -> float:
+        """The fusion weight in use: the config's, else the one calibrated for the model, else the default."""
+        if self.config.gait_weight is not None:
+            return self.config.gait_weight
+        calibrated = (self.model.card.fusion_statistics or {}).get(JOINT, {}).get("gait_weight")
+        return DEFAULT_GAIT_WEIGHT if calibrated is None else float(calibrated)
+
     def detect(self, record: SequenceRecord) -> DetectionReport:
         if self.detector is None:
             raise GaderError("this pipeline has no gait detector")
@@ -352,7 +424,7 @@ class GaderPipeline:
         statistics = self.model.card.fusion_statistics or None
         if statistics is not None:
             check_fusion_statistics(statistics, f"model {self.model.id}")
-        return fuse(a, b, self.config.gait_weight, statistics)
+        return fuse(a, b, self.gait_weight, statistics)
 
 
 __all__ = [
@@ -360,10 +432,12 @@ __all__ = [
     "PipelineConfig",
     "PipelineResult",
     "check_fusion_statistics",
+    "choose_gait_weight",
     "fuse",
     "fused_similarity",
     "modality_statistics",
     "part_cosine",
+    "retrieval_map",
     "route",
     "standardise",
 ]

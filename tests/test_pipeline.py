@@ -14,10 +14,12 @@ from gader.pipeline import (
     PipelineConfig,
     PipelineResult,
     check_fusion_statistics,
+    choose_gait_weight,
     fuse,
     fused_similarity,
     modality_statistics,
     part_cosine,
+    retrieval_map,
     route,
 )
 
@@ -169,6 +171,8 @@ def test_modality_statistics_count_each_pair_of_different_people_once():
         ("appearance", "impostor_mean", float("nan"), "appearance.impostor_mean is missing or not a finite number"),
         ("joint", "impostor_correlation", 1.5, "must lie in \\(-1, 1\\]"),
         ("joint", "impostor_correlation", -1.0, "must lie in \\(-1, 1\\]"),
+        ("joint", "gait_weight", 1.2, "joint.gait_weight must lie in \\[0, 1\\]"),
+        ("joint", "gait_weight", "0.8", "joint.gait_weight is missing or not a finite number"),
     ],
 )
 def test_bad_fusion_statistics_in_a_card_are_refused_by_name(artifacts, section, key, value, message):
@@ -189,6 +193,70 @@ def test_bad_fusion_statistics_in_a_card_are_refused_by_name(artifacts, section,
     with pytest.raises(GaderError, match=f"model test-gar: fusion_statistics.*{message}"):
         pipeline.similarity(a, a)
     check_fusion_statistics(STATISTICS, "model m")  # the good ones pass
+
+
+def test_retrieval_map_by_hand():
+    """Leave-one-out retrieval: each item queries the others; AP = mean precision at the ranks of its matches."""
+    labels = np.array(["a", "a", "b", "b", "c"])
+    similarity = np.array(
+        [
+            [9.0, 0.5, 0.9, 0.1, 0.0],  # query 0: b, a, ...: its match at rank 2 -> AP 1/2
+            [0.5, 9.0, 0.3, 0.1, 0.0],  # query 1: a first -> AP 1
+            [0.9, 0.3, 9.0, np.nan, 0.0],  # query 2: its match cannot be scored (NaN): last of 4 -> AP 1/4
+            [0.1, 0.1, 0.8, 9.0, 0.0],  # query 3: b first -> AP 1
+            [0.7, 0.0, 0.0, 0.0, 9.0],  # c has no other item: left out
+        ]
+    )  # the diagonal (the query itself) is never ranked, however high
+    assert retrieval_map(similarity, labels) == pytest.approx((0.5 + 1 + 0.25 + 1) / 4)
+    with pytest.raises(GaderError, match="no person has two sequences"):
+        retrieval_map(np.zeros((2, 2)), np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("informative", ["gait", "appearance"])
+def test_the_calibrated_gait_weight_follows_the_modality_that_tells_people_apart(informative):
+    """Five people, four sequences each; one modality places each person's sequences near a person-specific
+    direction, the other is noise. The weight that retrieves them best leans on the informative one: all gait
+    (1.0) when gait tells them apart, less than half when appearance does."""
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(5), 4)
+    centres = rng.normal(size=(5, 16, 2))
+    telling = [centres[p] + 0.3 * rng.normal(size=(16, 2)) for p in people]  # [d, p] each
+    noise = [rng.normal(size=(16, 2)) for _ in people]
+    gait, look = (telling, noise) if informative == "gait" else (noise, telling)
+    results = [PipelineResult(None, g, a, 10, 5, "m") for g, a in zip(gait, look, strict=True)]
+    subjects = [str(p) for p in people]
+    statistics = modality_statistics(results, subjects)
+    weight, mean_ap = choose_gait_weight(results, subjects, statistics)
+    assert set(mean_ap) == {round(0.05 * i, 2) for i in range(21)}
+    assert mean_ap[weight] == max(mean_ap.values())
+    if informative == "gait":
+        assert weight == 1.0 and mean_ap[1.0] > mean_ap[0.0] + 0.3
+    else:
+        # standardised, the informative modality's genuine pairs lie far above its impostors, so it carries
+        # the ranking even at under half the weight; a tie goes to the higher gait weight
+        assert weight < 0.5 and mean_ap[0.0] > mean_ap[1.0] + 0.3
+    no_pair_with_both = [PipelineResult(None, g, None, 10, 0, "m") for g in gait]
+    with pytest.raises(GaderError, match="no pair of results carries both"):
+        choose_gait_weight(no_pair_with_both, subjects, statistics)
+
+
+def test_the_pipeline_fuses_with_the_configured_then_the_calibrated_then_the_default_weight(artifacts):
+    import copy
+
+    from gader.pipeline import DEFAULT_GAIT_WEIGHT
+
+    pipeline = GaderPipeline.load(artifacts / "model", None)
+    pipeline.model.card.fusion_statistics = copy.deepcopy(STATISTICS)
+    assert pipeline.gait_weight == DEFAULT_GAIT_WEIGHT  # no weight in the card
+    pipeline.model.card.fusion_statistics["joint"]["gait_weight"] = 0.35
+    assert pipeline.gait_weight == 0.35
+    a = PipelineResult(None, np.eye(64, 30), np.eye(64, 30), 10, 5, "m")
+    b = PipelineResult(None, np.ones((64, 30)), -np.eye(64, 30), 10, 5, "m")
+    calibrated = pipeline.model.card.fusion_statistics
+    assert pipeline.similarity(a, b) == pytest.approx(fuse(a, b, 0.35, calibrated))
+    assert pipeline.similarity(a, b) != pytest.approx(fuse(a, b, DEFAULT_GAIT_WEIGHT, calibrated))
+    fixed = GaderPipeline(pipeline.model, None, PipelineConfig(gait_weight=0.9))
+    assert fixed.gait_weight == 0.9 and fixed.similarity(a, b) == pytest.approx(fuse(a, b, 0.9, calibrated))
 
 
 def test_a_detection_made_already_is_reused_not_recomputed(artifacts, synth_wild):
@@ -247,10 +315,15 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     assert pipeline.model.card.fusion_statistics == card["fusion_statistics"]
     both = [r for r in results if r.embedding is not None and r.appearance is not None]
     assert len(both) >= 2  # the shipped detector leaves standing / partial frames to the RGB branch
+    # The gait weight is the one that retrieves the calibration people best, recorded with every weight's mAP
+    weight, mean_ap = choose_gait_weight(results, [record.subject for record in records], expected)
+    assert card["fusion_statistics"]["joint"]["gait_weight"] == weight == pipeline.gait_weight
+    recorded = card["metrics"]["fusion_calibration"]["map_by_gait_weight"]
+    assert recorded == {f"{w:g}": pytest.approx(100 * m, abs=1e-3) for w, m in mean_ap.items()}
     a, b = both[0], both[-1]
     fused = pipeline.similarity(a, b)
-    assert fused is not None and fused == pytest.approx(fuse(a, b, 0.8, card["fusion_statistics"]))
-    assert fused != pytest.approx(fuse(a, b, 0.8))  # a standardised score, not the raw gait similarity
+    assert fused is not None and fused == pytest.approx(fuse(a, b, weight, card["fusion_statistics"]))
+    assert fused != pytest.approx(fuse(a, b, weight))  # a standardised score, not the raw gait similarity
     # --fallback-whole-sequence routes as the GADER bench does (no usable gait: GAR on the whole sequence);
     # --json prints what it stored
     done = gader(
