@@ -16,6 +16,9 @@ It calls the library, not the ``gader`` CLI, so it runs under any Python that ha
 safetensors and tqdm (a GPU machine's own environment, without the service's packages). The run directories
 are ``<out>/synth-wild-plain`` and ``<out>/synth-wild-gar``, each with its ``model/``, ``metrics.jsonl``,
 ``config.json`` and ``train.log``; ``<out>/pair.json`` records the command's choices and timings.
+
+The shipped ``synth-wild-plain`` and ``synth-wild-gar`` come from ``--render 200 --iterations 6000 --threads 8``
+on one NVIDIA H200 (docs/models.md has the times and scores).
 """
 
 from __future__ import annotations
@@ -107,12 +110,16 @@ def seconds_per_iteration(run_dir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--render", type=int, default=0, metavar="SUBJECTS")
-    parser.add_argument("--iterations", type=int)
-    parser.add_argument("--budget-minutes", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--data", type=Path, required=True, help="SynthGait wild training data (gader format)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the two run directories")
+    parser.add_argument(
+        "--render", type=int, default=0, metavar="SUBJECTS", help="render this many people into --data if it is empty"
+    )
+    parser.add_argument("--iterations", type=int, help="iterations for both (default: from the probe and the budget)")
+    parser.add_argument("--budget-minutes", type=float, default=5.0, help="training time to fill without --iterations")
+    parser.add_argument(
+        "--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="torch threads per training process"
+    )
     args = parser.parse_args()
     record: dict = {"command": " ".join(sys.argv), "cpus": os.cpu_count()}
     try:
