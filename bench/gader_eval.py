@@ -38,8 +38,10 @@ from gader import metrics, protocols
 from gader.data import open_dataset
 from gader.data.record import SequenceRecord
 from gader.embedding import part_major
+from gader.errors import GaderError
 from gader.model_io import load_detector, load_model
 from gader.pipeline import (
+    DEFAULT_GAIT_WEIGHT,
     GaderPipeline,
     PipelineConfig,
     PipelineResult,
@@ -117,7 +119,7 @@ def rank1_hits(
     results: list[PipelineResult],
     subjects: list[str],
     is_probe: np.ndarray,
-    gait_weight: float = 0.8,
+    gait_weight: float = DEFAULT_GAIT_WEIGHT,
     statistics: dict | None = None,
 ) -> np.ndarray:
     """bool [probes with a true match in the gallery]: whether each probe's best-scoring gallery sequence is its
@@ -182,16 +184,16 @@ def main() -> None:
     gar = GaderPipeline(gar_model, None, PipelineConfig(use_detector=False))
     # GADER's results carry the RGB-branch embedding of the frames it does not send to GAR (the "GADER" row
     # ranks by the gait embedding alone, ROUTED by both fused).
-    if args.gait_weight is not None and not 0 <= args.gait_weight <= 1:
-        raise SystemExit(f"--gait-weight must lie in [0, 1], got {args.gait_weight}")
-    gader = GaderPipeline(
-        gar_with_rgb, detector, PipelineConfig(fallback_whole_sequence=True, gait_weight=args.gait_weight)
-    )
+    try:
+        routing = PipelineConfig(fallback_whole_sequence=True, gait_weight=args.gait_weight)
+    except GaderError as exc:
+        raise SystemExit(f"--gait-weight: {exc}") from None
+    gader = GaderPipeline(gar_with_rgb, detector, routing)
     gait_weight = gader.gait_weight
     if args.gait_weight is not None:
         weight_source = "fixed by --gait-weight"
     elif "gait_weight" in statistics["joint"]:
-        weight_source = "the weight `gader calibrate-fusion` chose on the same people"
+        weight_source = "the weight `gader calibrate-fusion` chose on those calibration people"
     else:
         weight_source = "the default: the card has no calibrated weight"
     # The detector's own share of the gain: the same plain backbone, given only the detected gait frames.

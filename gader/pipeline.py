@@ -60,6 +60,13 @@ class PipelineConfig:
     # by it: with fewer than min_frames left, the whole segments are embedded.
     trim_to_frame_labels: bool = True
 
+    def __post_init__(self) -> None:
+        weight = self.gait_weight
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1
+        ):  # NaN fails the range test too
+            raise GaderError(f"gait_weight must be a number in [0, 1] (or None for the model's), got {weight!r}")
+
 
 @dataclass
 class PipelineResult:
@@ -224,19 +231,26 @@ def fused_similarity(
     return _fused_matrix(_modality_scores(probes, gallery, statistics), gait_weight, statistics)
 
 
-def retrieval_map(similarity: np.ndarray, labels: np.ndarray) -> float:
+def retrieval_map(similarity: np.ndarray, labels) -> float:
     """Mean average precision of leave-one-out retrieval over a square score matrix [N, N] (higher: more alike;
-    NaN: the pair cannot be scored, ranked last): each item queries all the others; items whose person has no
-    other item are left out."""
-    scores = np.where(np.isnan(similarity), -np.inf, similarity).astype(np.float64)
-    np.fill_diagonal(scores, np.nan)  # argsort puts NaN after -inf: the query itself ranks last, then dropped
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :-1]  # [N, N-1]
-    relevant = labels[order] == labels[:, None]  # [N, N-1]
+    NaN: the pair cannot be scored): each item queries all the others; items whose person has no other item
+    are left out. Ties, unscoreable pairs among them, are broken pessimistically: the query's own person after
+    the others (a calibration should not gain from an order it did not score)."""
+    labels = np.asarray(labels)
+    similarity = np.asarray(similarity, np.float64)
+    if similarity.shape != (len(labels), len(labels)):
+        raise GaderError(f"retrieval needs a square score matrix for {len(labels)} items, got {similarity.shape}")
+    others = ~np.eye(len(labels), dtype=bool)  # [N, N]
+    same = (labels[:, None] == labels[None, :]) & others  # [N, N] the query's own person, itself excluded
+    if not same.any():
+        raise GaderError("no person has two sequences: retrieval has nothing to find")
+    scores = np.where(np.isnan(similarity), -np.inf, similarity)
+    # Per row, sorted by: the query itself last, then score (high first), then its own person last among ties
+    order = np.lexsort((same, -scores, ~others), axis=1)[:, :-1]  # [N, N-1]
+    relevant = np.take_along_axis(same, order, axis=1)  # [N, N-1]
     counts = relevant.sum(axis=1)
     precision = relevant.cumsum(axis=1) / np.arange(1, relevant.shape[1] + 1)
     average = (precision * relevant).sum(axis=1) / np.maximum(counts, 1)
-    if not (counts > 0).any():
-        raise GaderError("no person has two sequences: retrieval has nothing to find")
     return float(average[counts > 0].mean())
 
 
@@ -356,8 +370,12 @@ class GaderPipeline:
     def gait_weight(self) -> float:
         """The fusion weight in use: the config's, else the one calibrated for the model, else the default."""
         if self.config.gait_weight is not None:
-            return self.config.gait_weight
-        calibrated = (self.model.card.fusion_statistics or {}).get(JOINT, {}).get("gait_weight")
+            return float(self.config.gait_weight)
+        statistics = self.model.card.fusion_statistics
+        if not statistics:
+            return DEFAULT_GAIT_WEIGHT
+        check_fusion_statistics(statistics, f"model {self.model.id}")
+        calibrated = statistics[JOINT].get("gait_weight")
         return DEFAULT_GAIT_WEIGHT if calibrated is None else float(calibrated)
 
     def detect(self, record: SequenceRecord) -> DetectionReport:

@@ -62,7 +62,11 @@ def test_embedding_shape_is_measured_on_the_models_own_device(arch):
     saved from there, and saving measures its embedding shape; a CPU-only probe tensor made that fail."""
     model = create_model(arch, width=0.25, input_height=32, input_width=22, num_classes=6)
     expected = model.embedding_shape()
-    assert model.to("meta").embedding_shape() == expected
+    model.to("meta")
+    devices = []  # what the probe arrives on (some layers would accept a CPU tensor beside meta weights)
+    model.register_forward_pre_hook(lambda module, inputs: devices.append(inputs[0].device))
+    assert model.embedding_shape() == expected
+    assert [d.type for d in devices] == ["meta"]
 
 
 @needs_cuda

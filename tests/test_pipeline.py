@@ -208,8 +208,20 @@ def test_retrieval_map_by_hand():
         ]
     )  # the diagonal (the query itself) is never ranked, however high
     assert retrieval_map(similarity, labels) == pytest.approx((0.5 + 1 + 0.25 + 1) / 4)
+    # Ties, unscoreable pairs among them, go against the query: its own person ranks after the others
+    tied = np.array(
+        [
+            [1.0, np.nan, np.nan, np.nan],  # query 0: nothing scored: its match last of 3 -> AP 1/3
+            [0.5, 1.0, 0.5, 0.1],  # query 1: its match ties with b at 0.5 and ranks second -> AP 1/2
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    assert retrieval_map(tied, ["a", "a", "b", "c"]) == pytest.approx((1 / 3 + 1 / 2) / 2)
     with pytest.raises(GaderError, match="no person has two sequences"):
         retrieval_map(np.zeros((2, 2)), np.array(["a", "b"]))
+    with pytest.raises(GaderError, match="square score matrix for 3 items"):
+        retrieval_map(np.zeros((3, 2)), ["a", "a", "b"])
 
 
 @pytest.mark.parametrize("informative", ["gait", "appearance"])
@@ -228,7 +240,6 @@ def test_the_calibrated_gait_weight_follows_the_modality_that_tells_people_apart
     statistics = modality_statistics(results, subjects)
     weight, mean_ap = choose_gait_weight(results, subjects, statistics)
     assert set(mean_ap) == {round(0.05 * i, 2) for i in range(21)}
-    assert mean_ap[weight] == max(mean_ap.values())
     if informative == "gait":
         assert weight == 1.0 and mean_ap[1.0] > mean_ap[0.0] + 0.3
     else:
@@ -238,6 +249,19 @@ def test_the_calibrated_gait_weight_follows_the_modality_that_tells_people_apart
     no_pair_with_both = [PipelineResult(None, g, None, 10, 0, "m") for g in gait]
     with pytest.raises(GaderError, match="no pair of results carries both"):
         choose_gait_weight(no_pair_with_both, subjects, statistics)
+
+
+def test_a_tie_between_gait_weights_goes_to_gait():
+    """The same embedding as gait and as appearance: every weight fuses to the same scores (the two standardised
+    scores are equal and perfectly correlated), so every weight ties, and the tie goes to the highest."""
+    rng = np.random.default_rng(2)
+    people = np.repeat(np.arange(4), 3)
+    embeddings = [rng.normal(size=(8, 2)) + 0.5 * p for p in people]
+    results = [PipelineResult(None, e, e.copy(), 10, 5, "m") for e in embeddings]
+    subjects = [str(p) for p in people]
+    weight, mean_ap = choose_gait_weight(results, subjects, modality_statistics(results, subjects))
+    assert max(mean_ap.values()) - min(mean_ap.values()) < 1e-9
+    assert weight == 1.0
 
 
 def test_the_pipeline_fuses_with_the_configured_then_the_calibrated_then_the_default_weight(artifacts):
@@ -257,6 +281,12 @@ def test_the_pipeline_fuses_with_the_configured_then_the_calibrated_then_the_def
     assert pipeline.similarity(a, b) != pytest.approx(fuse(a, b, DEFAULT_GAIT_WEIGHT, calibrated))
     fixed = GaderPipeline(pipeline.model, None, PipelineConfig(gait_weight=0.9))
     assert fixed.gait_weight == 0.9 and fixed.similarity(a, b) == pytest.approx(fuse(a, b, 0.9, calibrated))
+    for bad in (1.5, -0.1, float("nan"), "0.8", True):
+        with pytest.raises(GaderError, match="gait_weight must be a number in \\[0, 1\\]"):
+            PipelineConfig(gait_weight=bad)
+    pipeline.model.card.fusion_statistics["joint"]["gait_weight"] = 2.0  # a card's weight is checked where read
+    with pytest.raises(GaderError, match=r"model test-gar: fusion_statistics\.joint\.gait_weight must lie in"):
+        _ = pipeline.gait_weight
 
 
 def test_a_detection_made_already_is_reused_not_recomputed(artifacts, synth_wild):
@@ -325,10 +355,20 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     assert fused is not None and fused == pytest.approx(fuse(a, b, weight, card["fusion_statistics"]))
     assert fused != pytest.approx(fuse(a, b, weight))  # a standardised score, not the raw gait similarity
     # --fallback-whole-sequence routes as the GADER bench does (no usable gait: GAR on the whole sequence);
-    # --json prints what it stored
+    # --json prints what it stored. A stricter copy of the detector (usable only with at least the median gait
+    # fraction of these sequences) leaves about half of them unusable, so that the two routings differ here.
+    from gader.model_io import resolve_detector
+
+    fractions = [result.detection.gait_fraction for result in results]
+    strict = tmp_path / "strict-detector"
+    shutil.copytree(resolve_detector("gader-detector"), strict)
+    detector_card = json.loads((strict / "detector.json").read_text())
+    detector_card["config"]["min_gait_fraction"] = float(np.median(fractions))
+    (strict / "detector.json").write_text(json.dumps(detector_card))
     done = gader(
-        "calibrate-fusion", "--model", str(model), "--data", str(synth_wild), "--fallback-whole-sequence", "--json"
-    )
+        "calibrate-fusion", "--model", str(model), "--data", str(synth_wild), "--detector", str(strict),
+        "--fallback-whole-sequence", "--json",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     card = json.loads((model / "model.json").read_text())
@@ -336,9 +376,15 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     assert (
         printed["fallback_whole_sequence"] is card["metrics"]["fusion_calibration"]["fallback_whole_sequence"] is True
     )
-    falling_back = GaderPipeline.load(model, "gader-detector", PipelineConfig(fallback_whole_sequence=True))
-    routed = [falling_back.process(record) for record in records]
-    expected = modality_statistics(routed, [record.subject for record in records])
+    subjects = [record.subject for record in records]
+    routed = [
+        GaderPipeline.load(model, strict, PipelineConfig(fallback_whole_sequence=True)).process(record)
+        for record in records
+    ]
+    without = [GaderPipeline.load(model, strict).process(record) for record in records]
+    assert sum(r.embedding is None for r in without) > 0 == sum(r.embedding is None for r in routed)
+    expected = modality_statistics(routed, subjects)
+    assert expected["gait"]["impostor_pairs"] > modality_statistics(without, subjects)["gait"]["impostor_pairs"]
     for section in ("gait", "appearance"):
         assert card["fusion_statistics"][section]["impostor_pairs"] == expected[section]["impostor_pairs"]
         assert card["fusion_statistics"][section]["impostor_mean"] == pytest.approx(expected[section]["impostor_mean"])

@@ -222,8 +222,15 @@ def calibrate_fusion(
     if not results:
         raise GaderError(f"{data}: no sequence of at least {config.min_frames} frames ({short} shorter ones skipped)")
     statistics = modality_statistics(results, subjects)
-    weight, mean_ap = choose_gait_weight(results, subjects, statistics)
-    statistics[JOINT]["gait_weight"] = weight
+    try:
+        weight, mean_ap = choose_gait_weight(results, subjects, statistics)
+        statistics[JOINT]["gait_weight"] = weight
+    except GaderError as exc:  # the statistics still hold; the pipeline then fuses with the default weight
+        weight, mean_ap = None, {}
+        err_console.print(
+            f"[yellow]warning:[/yellow] no gait weight chosen on {data} ({exc}); the pipeline will use "
+            f"{DEFAULT_GAIT_WEIGHT:g}"
+        )
     card = ModelCard.from_json((path / "model.json").read_text(), str(path))
     card.fusion_statistics = statistics
     card.metrics["fusion_calibration"] = {
@@ -255,8 +262,10 @@ def calibrate_fusion(
         f"  correlation of the two over impostor pairs: {joint['impostor_correlation']:.3f} "
         f"({joint['impostor_pairs']:,} pairs with both)"
     )
-    err_console.print(
-        f"  gait weight {weight:g}: leave-one-out retrieval mAP {100 * mean_ap[weight]:.2f} % (gait alone where "
-        f"both exist: {100 * mean_ap[1.0]:.2f} %; {DEFAULT_GAIT_WEIGHT:g}: {100 * mean_ap[DEFAULT_GAIT_WEIGHT]:.2f} %; "
-        f"appearance alone: {100 * mean_ap[0.0]:.2f} %)"
-    )
+    if weight is not None:
+        err_console.print(
+            f"  gait weight {weight:g}: leave-one-out retrieval mAP {100 * mean_ap[weight]:.2f} % (gait alone where "
+            f"both exist: {100 * mean_ap[1.0]:.2f} %; {DEFAULT_GAIT_WEIGHT:g}: "
+            f"{100 * mean_ap[DEFAULT_GAIT_WEIGHT]:.2f} %; appearance alone where both exist: "
+            f"{100 * mean_ap[0.0]:.2f} %)"
+        )
