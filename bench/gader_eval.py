@@ -206,7 +206,7 @@ def main() -> None:
     first: dict[str, str] = {}
     for dataset in datasets:
         for info in dataset.infos:
-            if info.frames > 0:
+            if info.frames >= gader.config.min_frames:
                 first.setdefault(info.subject, info.key)
     records = (record for dataset in datasets for record in dataset)
     pipelines = {
@@ -219,8 +219,10 @@ def main() -> None:
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in (*pipelines, TRUE_PLAIN, TRUE_GAR)}
     routed: dict[str, list[PipelineResult]] = {RGB_ALONE: [], ROUTED: [], TRUE_ROUTED: []}
     subjects, probe, fractions, gait_found = [], [], [], []
+    too_short = 0
     for record in progress(records, total=sum(len(d) for d in datasets), desc="embedding", unit="seq"):
-        if record.frames == 0:  # datasets made before SynthGait stopped writing empty sequences
+        if record.frames < gader.config.min_frames:  # too short to embed (SynthGait writes a few 1-2 frame clips)
+            too_short += 1
             continue
         contaminated = contamination(record) >= args.min_contamination
         if args.gallery == "first":
@@ -294,7 +296,9 @@ def main() -> None:
             f"walking ({int((~is_probe).sum())} sequences); probes: the"
         )
     body = (
-        f"{len(held_out)} held-out SynthGait `wild` people ({', '.join(args.data)}); gallery: {gallery_text} "
+        f"{len(held_out)} held-out SynthGait `wild` people ({', '.join(args.data)}"
+        + (f"; {too_short} sequences under {gader.config.min_frames} frames left out" if too_short else "")
+        + f"); gallery: {gallery_text} "
         f"{int(is_probe.sum())} {'other ' if args.gallery == 'first' else ''}sequences in which at least "
         f"{100 * args.min_contamination:.0f} % "
         f"of the frames are standing or partial-body (mean {100 * np.mean(fractions):.0f} %; the detector kept "
