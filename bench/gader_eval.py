@@ -5,15 +5,16 @@ then both recognisers on the frames the ground truth calls walking, as a perfect
 the paper's whole routing: GADER with the frames that hold no gait (standing, partial body) sent to a body
 re-identification model on their RGB crops (GAR's RGB branch, shipped beside ``synth-wild-gar``), the two
 scores fused by the pipeline's rule (``gader.pipeline.fuse``: each standardised by the impostor statistics
-that ``gader calibrate-fusion`` stored in the card from other people, gait weight 0.8), beside that RGB model
+that ``gader calibrate-fusion`` stored in the card from other people, with the gait weight it chose there,
+or ``--gait-weight``), beside that RGB model
 alone on whole sequences and the same routing given the true frames. The GADER ratios come with a paired
 bootstrap interval over the probes.
 Writes the "gader-pipeline" section of docs/models.md (``--gallery clean``: "gader-pipeline-clean-gallery";
 ``--print-only``: neither).
 
     python -m bench.gader_eval --data data/synth-wild [data/synth-wild2 ...] [--plain synth-wild-plain]
-        [--gar synth-wild-gar] [--detector gader-detector] [--min-contamination 0.3] [--gallery first|clean]
-        [--print-only]
+        [--gar synth-wild-gar] [--detector gader-detector] [--val-subjects 50 [50 ...]]
+        [--min-contamination 0.3] [--gallery first|clean] [--gait-weight W] [--print-only]
 
 Probes are the sequences in which at least ``--min-contamination`` of the frames are standing or partial-body.
 The gallery is either each person's first sequence, whatever it holds (``first``), or every sequence of the
@@ -23,6 +24,8 @@ enrol people from good walking footage; every model embeds the gallery the way i
 Each dataset contributes the people its training splits held out (the same ``--val-subjects`` people the
 detector and the recognisers held out of that dataset); people of further SynthGait sets (made with
 ``--first-subject``) are new people to the recognisers, so they add probes, and the gallery grows with them.
+``--val-subjects`` takes one count for every dataset or one per dataset: a set that nothing was trained on
+can give more of its people (at most half, as the detector's split holds out).
 """
 
 from __future__ import annotations
@@ -151,7 +154,13 @@ def main() -> None:
     parser.add_argument("--plain", default="synth-wild-plain")
     parser.add_argument("--gar", default="synth-wild-gar")
     parser.add_argument("--detector", default="gader-detector")
-    parser.add_argument("--val-subjects", type=int, default=50)
+    parser.add_argument(
+        "--val-subjects",
+        type=int,
+        nargs="+",
+        default=[50],
+        help="people held out of each dataset (at most half of its people): one count for all, or one per --data",
+    )
     parser.add_argument("--min-contamination", type=float, default=0.3)
     parser.add_argument("--gallery", choices=("first", "clean"), default="first")
     parser.add_argument(
@@ -162,8 +171,11 @@ def main() -> None:
     parser.add_argument("--print-only", action="store_true", help="print the table, leave docs/models.md alone")
     args = parser.parse_args()
     datasets, held_out = [], []
-    for path in args.data:
-        people = held_out_split(open_dataset(path), args.val_subjects)[1]
+    if len(args.val_subjects) not in (1, len(args.data)):
+        raise SystemExit(f"--val-subjects: one count, or one per dataset ({len(args.data)}); got {args.val_subjects}")
+    counts = args.val_subjects * len(args.data) if len(args.val_subjects) == 1 else args.val_subjects
+    for path, count in zip(args.data, counts, strict=True):
+        people = held_out_split(open_dataset(path), count)[1]
         if set(people.subjects) & set(held_out):
             raise SystemExit(f"{path}: subject ids overlap an earlier dataset's (make it with --first-subject)")
         held_out += people.subjects
