@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import update_section
-from gader import metrics, protocols
+from gader import metrics
 from gader.data import open_dataset
 from gader.data.record import SequenceRecord
-from gader.embedding import part_major
 from gader.errors import GaderError
 from gader.model_io import load_detector, load_model
 from gader.pipeline import (
@@ -71,44 +70,31 @@ def contamination(record: SequenceRecord) -> float:
     return float(1.0 - record.labels.walking.mean())
 
 
-def evaluate(embeddings: list[np.ndarray], subjects: list[str], is_probe: np.ndarray) -> dict:
-    data = protocols.EmbeddingSet(part_major(np.stack(embeddings)), np.array(subjects), is_probe=is_probe)
-    ranking = protocols.open_set(data, "cos").summary
-    verification = protocols.verification(data, "cos").summary
-    return {
-        "rank1": ranking["rank1"],
-        "rank5": ranking["rank5"],
-        "mAP": ranking["mAP"],
-        "tar_1e-2": verification["tar_at_far"]["1e-02"],
-        "tar_1e-1": verification["tar_at_far"]["1e-01"],
-        "eer": verification["eer"],
-    }
-
-
-def fused_scores(
-    results: list[PipelineResult], is_probe: np.ndarray, gait_weight: float, statistics: dict | None
-) -> np.ndarray:
-    """Probe x gallery scores [Np, Ng] by the pipeline's fusion rule; a pair that shares no modality can never
-    match, so it scores below every real score."""
+def measure(
+    results: list[PipelineResult],
+    subjects: list[str],
+    is_probe: np.ndarray,
+    gait_weight: float = DEFAULT_GAIT_WEIGHT,
+    statistics: dict | None = None,
+) -> tuple[dict, np.ndarray]:
+    """Rank and verify probes against the gallery by the pipeline's fused score (``fused_similarity``: gait and
+    appearance where both sides have both, else the one they share; results with a gait embedding alone rank by
+    its cosine) -> (rank-1, rank-5, mAP, TAR@FAR and EER in %; bool [probes with a true match in the gallery]:
+    whether each probe's best-scoring gallery sequence is its person, ties to the first as ranked). A pair that
+    shares no modality can never match, so it scores below every real score."""
     probes, gallery = np.flatnonzero(is_probe), np.flatnonzero(~is_probe)
     similarity = fused_similarity([results[i] for i in probes], [results[i] for i in gallery], gait_weight, statistics)
     if np.isnan(similarity).all():
         raise SystemExit("no probe shares a modality with any gallery sequence")
-    return np.where(np.isnan(similarity), np.nanmin(similarity) - 1.0, similarity)
-
-
-def evaluate_fused(
-    results: list[PipelineResult], subjects: list[str], is_probe: np.ndarray, gait_weight: float, statistics: dict
-) -> dict:
-    """The measures of ``evaluate`` for results ranked by the pipeline's fused score (``fuse`` with the model
-    card's statistics): gait and appearance where both sides have both, else the one they share."""
-    similarity = fused_scores(results, is_probe, gait_weight, statistics)
+    similarity = np.where(np.isnan(similarity), np.nanmin(similarity) - 1.0, similarity)  # [Np, Ng]
     labels = np.array(subjects)
-    probe_labels, gallery_labels = labels[is_probe], labels[~is_probe]
+    probe_labels, gallery_labels = labels[probes], labels[gallery]
     ranking = metrics.rank_metrics(-similarity, probe_labels, gallery_labels)
     roc = metrics.roc_curve(*metrics.pair_scores(similarity, probe_labels, gallery_labels))
     tar = metrics.tar_at_far(roc, (1e-2, 1e-1))
-    return {
+    has_match = (probe_labels[:, None] == gallery_labels[None, :]).any(axis=1)
+    hits = (gallery_labels[np.argmax(similarity, axis=1)] == probe_labels)[has_match]
+    measures = {
         "rank1": 100 * ranking.cmc[0],
         "rank5": 100 * ranking.cmc[4],
         "mAP": 100 * ranking.mAP,
@@ -116,23 +102,7 @@ def evaluate_fused(
         "tar_1e-1": 100 * tar[1e-1],
         "eer": 100 * metrics.equal_error_rate(roc),
     }
-
-
-def rank1_hits(
-    results: list[PipelineResult],
-    subjects: list[str],
-    is_probe: np.ndarray,
-    gait_weight: float = DEFAULT_GAIT_WEIGHT,
-    statistics: dict | None = None,
-) -> np.ndarray:
-    """bool [probes with a true match in the gallery]: whether each probe's best-scoring gallery sequence is its
-    person (ties to the first, as ``metrics.rank_metrics``)."""
-    similarity = fused_scores(results, is_probe, gait_weight, statistics)
-    labels = np.array(subjects)
-    probe_labels, gallery_labels = labels[is_probe], labels[~is_probe]
-    has_match = (probe_labels[:, None] == gallery_labels[None, :]).any(axis=1)
-    best = gallery_labels[np.argmax(similarity, axis=1)]
-    return (best == probe_labels)[has_match]
+    return measures, hits
 
 
 def ratio_interval(
@@ -263,29 +233,20 @@ def main() -> None:
             fractions.append(contamination(record))
             gait_found.append(processed["GADER"].detection.gait_fraction)
     is_probe = np.array(probe)
-    results = {name: evaluate(embeddings, subjects, is_probe) for name, embeddings in outputs.items()}
-    results |= {
-        name: evaluate_fused(found, subjects, is_probe, gait_weight, statistics) for name, found in routed.items()
+    scored = {  # gait-only rows rank by the recogniser's cosine, the routed rows by the fused score
+        name: measure([PipelineResult(None, e, None, 1, 0, name) for e in embeddings], subjects, is_probe)
+        for name, embeddings in outputs.items()
     }
+    scored |= {name: measure(found, subjects, is_probe, gait_weight, statistics) for name, found in routed.items()}
+    results = {name: measures for name, (measures, _) in scored.items()}
+    hits = {name: found for name, (_, found) in scored.items()}
+    plain_hits = hits["plain backbone"]
     baseline = max(results["plain backbone"]["rank1"], 1e-9)
     ratio = results["GADER"]["rank1"] / baseline
     detector_ratio = results["plain backbone + detector"]["rank1"] / baseline
     untrimmed_ratio = results[UNTRIMMED]["rank1"] / baseline
     ceiling_ratio = results[TRUE_GAR]["rank1"] / baseline
     routed_ratio = results[ROUTED]["rank1"] / baseline
-
-    def gait_only(name: str) -> list[PipelineResult]:
-        return [PipelineResult(None, e, None, 1, 0, name) for e in outputs[name]]
-
-    hits = {
-        "plain backbone": rank1_hits(gait_only("plain backbone"), subjects, is_probe),
-        "GADER": rank1_hits(gait_only("GADER"), subjects, is_probe),
-        ROUTED: rank1_hits(routed[ROUTED], subjects, is_probe, gait_weight, statistics),
-    }
-    plain_hits = hits["plain backbone"]
-    for name, found in hits.items():  # the same probes right as the table's rank-1 (float32 near-ties aside)
-        if round(results[name]["rank1"] * len(found) / 100) != int(found.sum()):
-            print(f"warning: {name}: {int(found.sum())} probes right here, rank-1 {results[name]['rank1']:.2f} % above")
     gader_interval = ratio_interval(hits["GADER"], plain_hits)
     routed_interval = ratio_interval(hits[ROUTED], plain_hits)
     routed_ceiling = results[TRUE_ROUTED]["rank1"] / baseline

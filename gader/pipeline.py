@@ -89,13 +89,6 @@ class PipelineResult:
         }
 
 
-def part_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over parts of the cosine similarity of [d, p] embeddings, in [-1, 1]."""
-    a = a / np.maximum(np.linalg.norm(a, axis=0, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=0, keepdims=True), 1e-12)
-    return float((a * b).sum(axis=0).mean())
-
-
 MODALITIES = ("gait", "appearance")
 DEFAULT_GAIT_WEIGHT = 0.8  # gait is the identity cue; appearance changes with clothing
 GAIT_WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # what calibration chooses among: 0, 0.05 .. 1
@@ -160,15 +153,8 @@ def fuse(
     mean and deviation, summed with ``gait_weight`` where both sides have both. Without: the raw similarity of
     gait where both sides have it, else of appearance, never summed (two models' raw similarities are on
     different scales)."""
-    gait = None if a.embedding is None or b.embedding is None else (1 + part_cosine(a.embedding, b.embedding)) / 2
-    look = None if a.appearance is None or b.appearance is None else (1 + part_cosine(a.appearance, b.appearance)) / 2
-    if statistics is None:
-        return gait if gait is not None else look
-    gait = None if gait is None else float(standardise(gait, statistics["gait"]))
-    look = None if look is None else float(standardise(look, statistics["appearance"]))
-    if gait is not None and look is not None:
-        return float(_combine(gait, look, gait_weight, statistics))
-    return gait if gait is not None else look
+    score = float(fused_similarity([a], [b], gait_weight, statistics)[0, 0])  # the matrix rule, for one pair
+    return None if math.isnan(score) else score
 
 
 def _unit_parts(embeddings: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -369,13 +355,19 @@ class GaderPipeline:
     @property
     def gait_weight(self) -> float:
         """The fusion weight in use: the config's, else the one calibrated for the model, else the default."""
+        return self._gait_weight(self._fusion_statistics())
+
+    def _fusion_statistics(self) -> Mapping[str, Mapping[str, float]] | None:
+        """The model card's fusion statistics, checked; None when it has none."""
+        statistics = self.model.card.fusion_statistics or None
+        if statistics is not None:
+            check_fusion_statistics(statistics, f"model {self.model.id}")
+        return statistics
+
+    def _gait_weight(self, statistics: Mapping[str, Mapping[str, float]] | None) -> float:
         if self.config.gait_weight is not None:
             return float(self.config.gait_weight)
-        statistics = self.model.card.fusion_statistics
-        if not statistics:
-            return DEFAULT_GAIT_WEIGHT
-        check_fusion_statistics(statistics, f"model {self.model.id}")
-        calibrated = statistics[JOINT].get("gait_weight")
+        calibrated = None if statistics is None else statistics[JOINT].get("gait_weight")
         return DEFAULT_GAIT_WEIGHT if calibrated is None else float(calibrated)
 
     def detect(self, record: SequenceRecord) -> DetectionReport:
@@ -439,10 +431,8 @@ class GaderPipeline:
         """``fuse`` with this pipeline's gait weight and its model's fusion statistics: a standardised score
         (impostor standard deviations) when the card has them, else the raw similarity of the one modality used.
         Neither is on the scale of the card's operating points, which are for the service's gait similarity."""
-        statistics = self.model.card.fusion_statistics or None
-        if statistics is not None:
-            check_fusion_statistics(statistics, f"model {self.model.id}")
-        return fuse(a, b, self.gait_weight, statistics)
+        statistics = self._fusion_statistics()
+        return fuse(a, b, self._gait_weight(statistics), statistics)
 
 
 __all__ = [
@@ -454,7 +444,6 @@ __all__ = [
     "fuse",
     "fused_similarity",
     "modality_statistics",
-    "part_cosine",
     "retrieval_map",
     "route",
     "standardise",

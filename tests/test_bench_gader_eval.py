@@ -1,12 +1,14 @@
 """The GADER bench's own scoring helpers (bench/gader_eval.py): the per-probe rank-1 hits its bootstrap intervals
-rest on agree with the library's ranking, and the fused-score evaluation with the plain one."""
+rest on agree with the library's ranking, and its fused-score measures of gait alone with the library's
+embedding protocols."""
 
 import numpy as np
 import pytest
 
-from bench.gader_eval import evaluate, evaluate_fused, rank1_hits, ratio_interval
-from gader import metrics
-from gader.pipeline import PipelineResult, part_cosine
+from bench.gader_eval import measure, ratio_interval
+from gader import metrics, protocols
+from gader.embedding import part_major
+from gader.pipeline import PipelineResult
 
 
 def gait_results(embeddings: list[np.ndarray]) -> list[PipelineResult]:
@@ -22,24 +24,44 @@ def test_rank1_hits_agree_with_rank_metrics_including_ties_and_probes_without_a_
     embeddings[4] = embeddings[7] = embeddings[40]
     embeddings[3] = embeddings[5] = embeddings[41]
     is_probe = np.arange(len(subjects)) >= 24
-    hits = rank1_hits(gait_results(embeddings), subjects, is_probe)
+    measures, hits = measure(gait_results(embeddings), subjects, is_probe)
     labels = np.array(subjects)
     probes, gallery = np.flatnonzero(is_probe), np.flatnonzero(~is_probe)
-    similarity = np.array([[(1 + part_cosine(embeddings[i], embeddings[j])) / 2 for j in gallery] for i in probes])
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:  # mean over parts, one part at a time
+        return float(np.mean([a[:, k] @ b[:, k] / np.linalg.norm(a[:, k]) / np.linalg.norm(b[:, k]) for k in range(2)]))
+
+    similarity = np.array([[cosine(embeddings[i], embeddings[j]) for j in gallery] for i in probes])
     ranking = metrics.rank_metrics(-similarity, labels[probes], labels[gallery])
+    assert measures["rank1"] == pytest.approx(100 * ranking.cmc[0])
     assert len(hits) == ranking.valid_probes == len(probes) - 1
     assert hits.mean() == pytest.approx(ranking.cmc[0])
     assert hits[40 - 24] and not hits[41 - 24]
 
 
-def test_fused_evaluation_of_gait_alone_is_the_plain_evaluation():
+def test_fused_measures_of_gait_alone_are_the_embedding_protocols():
+    """Gait-only rows go through the fused-score path; they must read what the library's own protocols read
+    from the embeddings (open-set ranking and verification, cosine distance)."""
     rng = np.random.default_rng(1)
     subjects = [str(i % 20) for i in range(200)]
     embeddings = [rng.normal(size=(16, 4)).astype(np.float32) + 0.05 * int(s) for s in subjects]
     is_probe = np.arange(200) >= 20
-    plain = evaluate(embeddings, subjects, is_probe)
-    fused = evaluate_fused(gait_results(embeddings), subjects, is_probe, 0.8, None)
-    assert fused == pytest.approx(plain, abs=1e-6)
+    data = protocols.EmbeddingSet(part_major(np.stack(embeddings)), np.array(subjects), is_probe=is_probe)
+    ranking = protocols.open_set(data, "cos").summary
+    verification = protocols.verification(data, "cos").summary
+    measures, hits = measure(gait_results(embeddings), subjects, is_probe)
+    assert measures == pytest.approx(
+        {
+            "rank1": ranking["rank1"],
+            "rank5": ranking["rank5"],
+            "mAP": ranking["mAP"],
+            "tar_1e-2": verification["tar_at_far"]["1e-02"],
+            "tar_1e-1": verification["tar_at_far"]["1e-01"],
+            "eer": verification["eer"],
+        },
+        abs=1e-6,
+    )
+    assert 100 * hits.mean() == pytest.approx(ranking["rank1"])
 
 
 def test_ratio_interval_is_paired_and_counts_the_probes_each_gets_alone():

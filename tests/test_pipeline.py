@@ -18,7 +18,6 @@ from gader.pipeline import (
     fuse,
     fused_similarity,
     modality_statistics,
-    part_cosine,
     retrieval_map,
     route,
 )
@@ -70,10 +69,16 @@ STATISTICS = {
 }
 
 
+def part_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The test's own oracle: mean over parts of the cosine of [d, p] embeddings, one part at a time."""
+    return float(
+        np.mean([a[:, k] @ b[:, k] / np.linalg.norm(a[:, k]) / np.linalg.norm(b[:, k]) for k in range(a.shape[1])])
+    )
+
+
 def test_fusion_rule_by_hand():
     a = np.array([[1.0, 0.0], [0.0, 1.0]])  # two parts: (1, 0) and (0, 1)
-    b = np.array([[1.0, 1.0], [0.0, 0.0]])  # parts: (1, 0) and (1, 0)
-    assert part_cosine(a, b) == pytest.approx(0.5)  # (1 + 0) / 2
+    b = np.array([[1.0, 1.0], [0.0, 0.0]])  # parts: (1, 0) and (1, 0): cosines 1 and 0, mean 0.5
     both = PipelineResult(None, a, a, 10, 5, "m")
     other = PipelineResult(None, b, -a, 10, 5, "m")
     gait_only = PipelineResult(None, b, None, 10, 0, "m")
@@ -95,14 +100,32 @@ def test_fusion_rule_by_hand():
 
 @pytest.mark.parametrize("statistics", [None, STATISTICS], ids=["uncalibrated", "calibrated"])
 def test_fused_similarity_matrix_is_the_fusion_rule_for_every_pair(statistics):
-    """The vectorised matrix the GADER bench ranks with: each entry is ``fuse`` of that pair, whichever modalities
-    the two sides have (NaN where they share none)."""
+    """The vectorised matrix the GADER bench and ``fuse`` rank with: each entry follows the documented rule for
+    that pair, computed here one pair at a time, whichever modalities the two sides have (NaN where they share
+    none)."""
     rng = np.random.default_rng(0)
 
     def result(gait: bool, look: bool) -> PipelineResult:
         embedding = rng.normal(size=(6, 4)).astype(np.float32) if gait else None
         appearance = rng.normal(size=(5, 2)).astype(np.float32) if look else None
         return PipelineResult(None, embedding, appearance, 10 * gait, 5 * look, "m")
+
+    def rule(a: PipelineResult, b: PipelineResult) -> float | None:
+        scores = {}
+        for name, x, y in (("gait", a.embedding, b.embedding), ("appearance", a.appearance, b.appearance)):
+            if x is not None and y is not None:
+                similarity = (1 + part_cosine(x, y)) / 2
+                mean, std = (
+                    (0, 1)
+                    if statistics is None
+                    else (statistics[name]["impostor_mean"], statistics[name]["impostor_std"])
+                )
+                scores[name] = (similarity - mean) / std
+        if len(scores) == 2 and statistics is not None:
+            rho = statistics["joint"]["impostor_correlation"]
+            spread = np.sqrt(0.7**2 + 0.3**2 + 2 * 0.7 * 0.3 * rho)
+            return (0.7 * scores["gait"] + 0.3 * scores["appearance"]) / spread
+        return scores.get("gait", scores.get("appearance"))
 
     kinds = [(True, True), (True, False), (False, True)]
     probes = [result(*kinds[i % 3]) for i in range(7)]
@@ -111,11 +134,12 @@ def test_fused_similarity_matrix_is_the_fusion_rule_for_every_pair(statistics):
     assert matrix.shape == (7, 5)
     for i, probe in enumerate(probes):
         for j, enrolled in enumerate(gallery):
-            expected = fuse(probe, enrolled, 0.7, statistics)
+            expected = rule(probe, enrolled)
             if expected is None:
-                assert np.isnan(matrix[i, j])
+                assert np.isnan(matrix[i, j]) and fuse(probe, enrolled, 0.7, statistics) is None
             else:
                 assert matrix[i, j] == pytest.approx(expected, abs=1e-6)
+                assert fuse(probe, enrolled, 0.7, statistics) == pytest.approx(expected, abs=1e-6)
     assert np.isnan(matrix).any() and not np.isnan(matrix[0]).any()  # gait-only vs look-only pairs, and the rest
     with pytest.raises(GaderError, match="needs probes and gallery"):
         fused_similarity([], gallery)

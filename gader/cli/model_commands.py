@@ -208,11 +208,9 @@ def calibrate_fusion(
     dataset = open_dataset(data)
     if len(dataset) == 0:
         raise GaderError(f"{data}: no sequences")
-    if dataset.load(dataset.infos[0].key).rgb is None:  # before the long part; each sequence is checked again
-        raise GaderError(f"{data}: the sequences have no RGB crops; fusion needs both modalities")
     results, subjects, short = [], [], 0
     for record in progress(dataset, total=len(dataset), desc="calibrating fusion", unit="seq"):
-        if record.rgb is None:
+        if record.rgb is None:  # checked before any work on it, so data without crops fails at once
             raise GaderError(f"{data}: sequence {record.key} has no RGB crops; fusion needs both modalities")
         if record.frames < config.min_frames:
             short += 1
