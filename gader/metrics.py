@@ -164,6 +164,14 @@ def threshold_at_far(curve: RocCurve, far_target: float) -> float:
     return float(curve.thresholds[admissible[-1]])
 
 
+OPERATING_FMRS = (1e-2, 1e-3, 1e-4)  # the false match rates thresholds are calibrated for
+
+
+def operating_point_name(fmr: float) -> str:
+    """A calibrated operating point's name, as the service and model cards use it: 1e-3 -> ``fmr=1e-3``."""
+    return f"fmr={fmr:.0e}".replace("e-0", "e-")
+
+
 def far_resolution(curve: RocCurve) -> float:
     return 1.0 / curve.impostor
 

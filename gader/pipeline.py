@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gader import metrics
 from gader.data.record import SequenceRecord
 from gader.detector import DetectionReport, GaitDetector
 from gader.embedding import embed_sequences, prepare, resize_frames
@@ -262,6 +263,69 @@ def choose_gait_weight(
     return best, mean_ap
 
 
+def fused_operating_points(
+    results: list[PipelineResult],
+    subjects: list[str],
+    gait_weight: float,
+    statistics: Mapping[str, Mapping[str, float]],
+    fmrs: tuple[float, ...] = metrics.OPERATING_FMRS,
+) -> dict[str, Any]:
+    """Thresholds on the fused score (``fuse`` with these statistics and weight) at each false match rate, over
+    every pair of the calibration results (each pair once, scored on whatever modalities both sides carry).
+
+    Returns ``{"operating_points": {"fmr=1e-3": threshold, ...}, "tmr": {name: true match rate},
+    "fmr_by_pairs": {name: {"gait"|"appearance"|"both": false match rate among those pairs}}, "unresolved",
+    "genuine_pairs", "impostor_pairs", "impostor_pairs_by_kind", "scores": {"genuine": [...], "impostors":
+    {kind: [...]}}}``. The per-kind rates check the premise of standardising: that one threshold means about the
+    same false match rate whether a pair was scored on gait, on appearance or on both. A rate finer than the
+    impostor pairs can resolve has no threshold (left out, listed under ``unresolved``)."""
+    labels = np.asarray(subjects)
+    if len(results) != len(labels):
+        raise GaderError(f"{len(results)} results but {len(labels)} subjects")
+    scores = _modality_scores(results, results, statistics)
+    fused = _fused_matrix(scores, gait_weight, statistics)  # [N, N], NaN where a pair shares no modality
+    _, has_gait, _, has_look = scores
+    scored = np.triu(~np.isnan(fused), k=1)  # each scoreable pair once
+    same = labels[:, None] == labels[None, :]
+    if not (scored & same).any() or not (scored & ~same).any():
+        raise GaderError(
+            "operating points need scoreable pairs of the same person and of different people, got "
+            f"{int((scored & same).sum())} and {int((scored & ~same).sum())}"
+        )
+    curve = metrics.roc_curve(fused[scored & same], fused[scored & ~same])
+    impostors = {
+        "gait": scored & ~same & has_gait & ~has_look,
+        "appearance": scored & ~same & has_look & ~has_gait,
+        "both": scored & ~same & has_gait & has_look,
+    }
+    result: dict[str, Any] = {
+        "operating_points": {},
+        "tmr": {},
+        "fmr_by_pairs": {},
+        "unresolved": [],
+        "genuine_pairs": int(curve.genuine),
+        "impostor_pairs": int(curve.impostor),
+        "impostor_pairs_by_kind": {kind: int(mask.sum()) for kind, mask in impostors.items()},
+        # the scores themselves, for plots: float64 arrays
+        "scores": {
+            "genuine": fused[scored & same],
+            "impostors": {kind: fused[mask] for kind, mask in impostors.items()},
+        },
+    }
+    for fmr in fmrs:
+        name = metrics.operating_point_name(fmr)
+        threshold = metrics.threshold_at_far(curve, fmr)
+        if fmr * curve.impostor < 1 or not math.isfinite(threshold):  # no impostor pair to set it by
+            result["unresolved"].append(name)
+            continue
+        result["operating_points"][name] = threshold
+        result["tmr"][name] = metrics.tar_at_far(curve, (fmr,))[fmr]
+        result["fmr_by_pairs"][name] = {
+            kind: float((fused[mask] >= threshold).mean()) if mask.any() else None for kind, mask in impostors.items()
+        }
+    return result
+
+
 def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> dict[str, dict[str, float]]:
     """Impostor statistics over every pair of results of different people: per modality (over the pairs that
     both carry it) ``{"gait"|"appearance": {"impostor_mean", "impostor_std", "impostor_pairs"}}``, and
@@ -434,6 +498,64 @@ class GaderPipeline:
         statistics = self._fusion_statistics()
         return fuse(a, b, self._gait_weight(statistics), statistics)
 
+    def score_breakdown(self, a: PipelineResult, b: PipelineResult) -> dict[str, Any]:
+        """``similarity(a, b)`` and what it is made of: each modality's raw similarity (``(1 + part cosine) / 2``;
+        None where a side lacks it) and, with fusion statistics, its standardised score; the modalities the score
+        used (``"gait"``, ``"appearance"``, ``"both"`` or ``None``) and the gait weight."""
+        statistics = self._fusion_statistics()
+        weight = self._gait_weight(statistics)
+        gait, has_gait, look, has_look = _modality_scores([a], [b], None)
+        raw = {"gait": float(gait[0, 0]) if has_gait[0, 0] else None}
+        raw["appearance"] = float(look[0, 0]) if has_look[0, 0] else None
+        standardised = {
+            modality: None if statistics is None or value is None else float(standardise(value, statistics[modality]))
+            for modality, value in raw.items()
+        }
+        used = {(True, True): "both", (True, False): "gait", (False, True): "appearance", (False, False): None}[
+            (raw["gait"] is not None, raw["appearance"] is not None)
+        ]
+        if statistics is None and used == "both":
+            used = "gait"  # raw scores of two models are never summed
+        return {
+            "score": fuse(a, b, weight, statistics),
+            "scale": "impostor standard deviations" if statistics is not None else "similarity in [0, 1]",
+            "scored_on": used,
+            "gait_weight": weight if used == "both" else None,
+            "similarity": raw,
+            "standardised": standardised,
+        }
+
+    def operating_points(self, a: PipelineResult, b: PipelineResult) -> tuple[dict[str, float], str]:
+        """The calibrated thresholds ({"fmr=1e-3": threshold, ...}) that apply to ``similarity(a, b)``, and why
+        (or why none do). With fusion statistics: the fused score's points from ``gader calibrate-fusion``, valid at
+        the weight they were measured at. Without: the raw gait similarity is the service's, so the card's
+        operating points (``gader calibrate``) apply where both sides have gait; a raw appearance score has none."""
+        statistics = self._fusion_statistics()
+        card = self.model.card
+        if statistics is not None:
+            if not card.fusion_operating_points:
+                return {}, f"model {card.id} has no operating points for fused scores: re-run gader calibrate-fusion"
+            calibrated = statistics[JOINT].get("gait_weight", DEFAULT_GAIT_WEIGHT)
+            weight = self._gait_weight(statistics)
+            if abs(weight - calibrated) > 1e-9:
+                return (
+                    {},
+                    f"the fused score's operating points were calibrated at gait weight {calibrated:g}, not {weight:g}",
+                )
+            basis = "fused score (gader calibrate-fusion)"
+            routed = card.metrics.get("fusion_calibration", {}).get("fallback_whole_sequence")
+            if routed is not None and bool(routed) != self.config.fallback_whole_sequence:
+                basis += (
+                    f", calibrated with fallback_whole_sequence {'on' if routed else 'off'} and used with it "
+                    f"{'off' if routed else 'on'}: the false match rates of the pairs scored on one modality may differ"
+                )
+            return dict(card.fusion_operating_points), basis
+        if a.embedding is None or b.embedding is None:
+            return {}, f"model {card.id} has no operating points for appearance scores"
+        if not card.operating_points:
+            return {}, f"model {card.id} has no calibrated operating points: run gader calibrate"
+        return dict(card.operating_points), "gait similarity (gader calibrate)"
+
 
 __all__ = [
     "GaderPipeline",
@@ -442,6 +564,7 @@ __all__ = [
     "check_fusion_statistics",
     "choose_gait_weight",
     "fuse",
+    "fused_operating_points",
     "fused_similarity",
     "modality_statistics",
     "retrieval_map",

@@ -113,6 +113,46 @@ def plot_roc(curves: Mapping[str, metrics.RocCurve], path: str | Path, title: st
     return save_figure(figure, path)
 
 
+def plot_fused_scores(
+    genuine: np.ndarray,
+    impostors: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float],
+    path: str | Path,
+    title: str = "Fused scores",
+) -> Path:
+    """Share of pairs scoring at least x, against x, on a log axis: genuine pairs (the true match rate) and the
+    impostor pairs of each kind (the false match rate each gets), with the calibrated thresholds. Where the
+    impostor curves part, one threshold means different false match rates for differently scored pairs."""
+    figure, axes = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
+
+    def survival(scores: np.ndarray, style: str, label: str, colour: str | None = None) -> None:
+        ordered = np.sort(np.asarray(scores, np.float64))[::-1]  # highest first
+        share = np.arange(1, ordered.size + 1) / ordered.size  # share of pairs scoring >= each score
+        axes.semilogy(ordered, share, style, color=colour, label=f"{label} ({ordered.size:,} pairs)")
+
+    survival(genuine, "-", "genuine pairs", "black")
+    every = [np.asarray(v) for v in impostors.values() if np.size(v)]
+    if len(every) > 1:
+        survival(np.concatenate(every), "-", "all impostor pairs", "grey")
+    colours = {"gait": "tab:blue", "appearance": "tab:orange", "both": "tab:green"}  # one colour per kind, every plot
+    for kind, scores in impostors.items():
+        if np.size(scores):
+            survival(scores, "--", f"impostors scored on {kind}", colours.get(kind))
+    for name, threshold in thresholds.items():
+        axes.axvline(threshold, color="red", linewidth=0.7, linestyle=":")
+        axes.annotate(name, (threshold, 1.0), rotation=90, va="top", ha="right", fontsize=7, color="red")
+    lowest = 1.0 / max(max((np.size(v) for v in every), default=1), np.size(genuine))
+    axes.set(
+        xlabel="fused score (impostor standard deviations)",
+        ylabel="share of pairs scoring at least x",
+        ylim=(lowest / 2, 1.5),
+        title=title,
+    )
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(loc="lower left", fontsize=8)
+    return save_figure(figure, path)
+
+
 def plot_view_matrix(accuracy: np.ndarray, views: Sequence[str], conditions: Sequence[str], path: str | Path) -> Path:
     """accuracy: [conditions, probe views, gallery views] rank-1 percentages (NaN where empty, grey)."""
     figure, axes_row = plt.subplots(1, len(conditions), figsize=(4.2 * len(conditions), 4), layout="constrained")

@@ -269,8 +269,8 @@ def calibrate(
     else:
         genuine, impostor = scores[same], scores[~same]
     curve = metrics.roc_curve(genuine, impostor)
-    fmrs = (1e-2, 1e-3, 1e-4)
-    names = {far: f"fmr={far:.0e}".replace("e-0", "e-") for far in fmrs}  # fmr=1e-3, as the service names them
+    fmrs = metrics.OPERATING_FMRS
+    names = {far: metrics.operating_point_name(far) for far in fmrs}
     points = {names[far]: round(metrics.threshold_at_far(curve, far), 6) for far in fmrs}
     tar = metrics.tar_at_far(curve, fmrs)
     for far in fmrs:

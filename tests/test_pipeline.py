@@ -374,6 +374,15 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     assert card["fusion_statistics"]["joint"]["gait_weight"] == weight == pipeline.gait_weight
     recorded = card["metrics"]["fusion_calibration"]["map_by_gait_weight"]
     assert recorded == {f"{w:g}": pytest.approx(100 * m, abs=1e-3) for w, m in mean_ap.items()}
+    # ... and the fused score's operating points at that weight, with what they measured
+    from gader.pipeline import fused_operating_points
+
+    points = fused_operating_points(results, [record.subject for record in records], weight, expected)
+    assert card["fusion_operating_points"] == pytest.approx(points["operating_points"], abs=1e-6)
+    assert set(card["fusion_operating_points"]) | set(points["unresolved"]) == {"fmr=1e-2", "fmr=1e-3", "fmr=1e-4"}
+    stored = card["metrics"]["fusion_calibration"]["operating_points"]
+    assert stored["impostor_pairs_by_kind"] == points["impostor_pairs_by_kind"]
+    assert stored["tmr"] == {name: pytest.approx(100 * v, abs=1e-3) for name, v in points["tmr"].items()}
     a, b = both[0], both[-1]
     fused = pipeline.similarity(a, b)
     assert fused is not None and fused == pytest.approx(fuse(a, b, weight, card["fusion_statistics"]))
@@ -391,9 +400,10 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     (strict / "detector.json").write_text(json.dumps(detector_card))
     done = gader(
         "calibrate-fusion", "--model", str(model), "--data", str(synth_wild), "--detector", str(strict),
-        "--fallback-whole-sequence", "--json",
+        "--fallback-whole-sequence", "--json", "--plot", str(tmp_path / "fused-scores"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert (tmp_path / "fused-scores.png").stat().st_size > 10_000  # the score curves, drawn
     printed = json.loads(done.stdout)
     card = json.loads((model / "model.json").read_text())
     assert printed["fusion_statistics"] == card["fusion_statistics"]
@@ -413,8 +423,152 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
         assert card["fusion_statistics"][section]["impostor_pairs"] == expected[section]["impostor_pairs"]
         assert card["fusion_statistics"][section]["impostor_mean"] == pytest.approx(expected[section]["impostor_mean"])
     # A shipped card is not rewritten; a model without an RGB branch has nothing to fuse
+    bad_plot = gader("calibrate-fusion", "--model", str(model), "--data", str(synth_wild), "--plot", "p.txt")
+    assert bad_plot.returncode == 1 and "'.txt'" in bad_plot.stderr and "calibrating" not in bad_plot.stderr
     shipped = gader("calibrate-fusion", "--model", "synth-wild-gar", "--data", str(synth_wild))
     assert shipped.returncode == 1 and "is a shipped model" in shipped.stderr
     (model / "rgb.safetensors").unlink()
     no_rgb = gader("calibrate-fusion", "--model", str(model), "--data", str(synth_wild))
     assert no_rgb.returncode == 1 and "ships no RGB branch" in no_rgb.stderr
+
+
+def test_fused_operating_points_by_hand():
+    """Thresholds on the fused score at each false match rate, checked against a brute-force oracle over every
+    pair once: the lowest score at which no more than that share of impostor pairs is accepted, the share of
+    genuine pairs accepted there, and the false match rate of each kind of pair at it."""
+    from gader.pipeline import fused_operating_points
+
+    rng = np.random.default_rng(4)
+    people = np.repeat(np.arange(6), 4)
+    kinds = [(True, True), (True, False), (False, True), (True, True)]
+    results = []
+    for i, person in enumerate(people):
+        gait, look = kinds[i % 4]
+        centre = np.full((4, 2), float(person))
+        results.append(
+            PipelineResult(
+                None,
+                centre + rng.normal(size=(4, 2)) if gait else None,
+                -centre + rng.normal(size=(4, 2)) if look else None,
+                10 * gait,
+                5 * look,
+                "m",
+            )
+        )
+    subjects = [f"p{p}" for p in people]
+    fmrs = (0.1, 0.02, 1e-3)
+    found = fused_operating_points(results, subjects, 0.6, STATISTICS, fmrs)
+
+    genuine, impostor = [], {"gait": [], "appearance": [], "both": []}
+    for i in range(len(results)):
+        for j in range(i + 1, len(results)):
+            score = fuse(results[i], results[j], 0.6, STATISTICS)
+            if score is None:
+                continue  # gait-only against appearance-only: no shared modality
+            if subjects[i] == subjects[j]:
+                genuine.append(score)
+                continue
+            a, b = results[i], results[j]
+            has_gait = a.embedding is not None and b.embedding is not None
+            has_look = a.appearance is not None and b.appearance is not None
+            impostor["both" if has_gait and has_look else "gait" if has_gait else "appearance"].append(score)
+    every_impostor = np.concatenate([np.array(v) for v in impostor.values()])
+    assert found["genuine_pairs"] == len(genuine) and found["impostor_pairs"] == len(every_impostor)
+    assert found["impostor_pairs_by_kind"] == {kind: len(v) for kind, v in impostor.items()}
+    assert min(found["impostor_pairs_by_kind"].values()) > 0
+    for fmr in fmrs[:2]:
+        name = f"fmr={fmr:.0e}".replace("e-0", "e-")
+        candidates = sorted(set(genuine) | set(every_impostor.tolist()))
+        admissible = [t for t in candidates if np.mean(every_impostor >= t) <= fmr]
+        threshold = min(admissible)
+        assert found["operating_points"][name] == pytest.approx(threshold)
+        assert found["tmr"][name] == pytest.approx(np.mean(np.array(genuine) >= threshold))
+        for kind, scores in impostor.items():
+            assert found["fmr_by_pairs"][name][kind] == pytest.approx(np.mean(np.array(scores) >= threshold))
+    assert 0 < found["operating_points"]["fmr=1e-1"] < found["operating_points"]["fmr=2e-2"]
+    # 1e-3 of the impostor pairs is less than one pair: no threshold is claimed for it
+    assert len(every_impostor) < 1000 and found["unresolved"] == ["fmr=1e-3"]
+    assert "fmr=1e-3" not in found["operating_points"]
+    with pytest.raises(GaderError, match="pairs of the same person and of different people, got 0"):
+        fused_operating_points(results[::4], subjects[::4], 0.6, STATISTICS)  # one sequence per person
+
+
+def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrated_points(synth_wild, tmp_path):
+    """`gader compare` runs the shipped pipeline on two sequence files: its score is the pipeline's own fused
+    score for the two records, and its decisions are that score against the model card's operating points
+    (the fused score's, from calibrate-fusion; a gait-only model's, from calibrate)."""
+    import json
+    import subprocess
+    import sys
+
+    from gader.data import write_sequence
+
+    dataset = open_dataset(synth_wild)
+    records = [dataset.load(i) for i in range(len(dataset))]
+    first = records[0]
+    same = next(r for r in records[1:] if r.subject == first.subject)
+    for name, record in (("first.npz", first), ("same.npz", same)):
+        write_sequence(record, tmp_path / name)
+
+    def gader(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gader", *args], capture_output=True, text=True, timeout=180)
+
+    files = (str(tmp_path / "first.npz"), str(tmp_path / "same.npz"))
+    done = gader("compare", *files, "--model", "synth-wild-gar", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    pipeline = GaderPipeline.load("synth-wild-gar", "gader-detector", PipelineConfig(fallback_whole_sequence=True))
+    assert report["fallback_whole_sequence"] is True  # as the card's fusion calibration routed
+    a, b = pipeline.process(first), pipeline.process(same)
+    assert report["score"] == pytest.approx(pipeline.similarity(a, b), abs=1e-5)
+    assert report["scale"] == "impostor standard deviations" and report["scored_on"] in ("gait", "both")
+    assert report["first"]["gait_fraction"] == pytest.approx(a.detection.gait_fraction, abs=1e-4)
+    assert report["second"]["gait_frames_embedded"] == b.embedded_frames
+    points = pipeline.model.card.fusion_operating_points
+    assert set(points) == {"fmr=1e-2", "fmr=1e-3", "fmr=1e-4"} and report["operating_points"] == points
+    assert report["match"] == {name: report["score"] >= threshold for name, threshold in points.items()}
+    # Another weight than the calibrated one: the score changes where both modalities are fused, and no
+    # decision is claimed from thresholds set for another weight
+    other = json.loads(gader("compare", *files, "--model", "synth-wild-gar", "--gait-weight", "0.3", "--json").stdout)
+    assert other["operating_points"] == {} and other["match"] == {}
+    assert "calibrated at gait weight 0.75, not 0.3" in other["operating_points_basis"]
+    # Routed otherwise than the calibration: the decision stands, with the caveat said
+    unfallen = json.loads(
+        gader("compare", *files, "--model", "synth-wild-gar", "--no-fallback-whole-sequence", "--json").stdout
+    )
+    assert unfallen["fallback_whole_sequence"] is False and unfallen["operating_points"] == points
+    assert "calibrated with fallback_whole_sequence on and used with it off" in unfallen["operating_points_basis"]
+    assert "calibrated with" not in report["operating_points_basis"]
+    # A model without an RGB branch or fusion statistics: the raw gait similarity, against `gader calibrate`'s points
+    plain = gader("compare", *files, "--json")  # the service's default model, casia-b-default
+    assert plain.returncode == 0, plain.stderr
+    plain = json.loads(plain.stdout)
+    card = load_model("casia-b-default").card
+    assert plain["scored_on"] == "gait" and plain["similarity"]["appearance"] is None
+    assert plain["score"] == pytest.approx(plain["similarity"]["gait"]) and 0 <= plain["score"] <= 1
+    assert plain["operating_points"] == card.operating_points != {}
+    # Read by a person: one line per file, the score, and a verdict per operating point
+    human = gader("compare", *files, "--model", "synth-wild-gar")
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert lines[0].startswith(f"{files[0]}: {first.frames} frames, ") and lines[1].startswith(f"{files[1]}: ")
+    assert "impostor deviations" in lines[2]
+    assert all(f"at {name} (threshold" in human.stdout for name in points)
+    # A stretch without gait (the frames the ground truth calls standing) and a model without an RGB branch: nothing
+    # to compare with, said in words, and no decision in the JSON
+    standing = first.select(~first.labels.gait)
+    write_sequence(standing, tmp_path / "standing.npz")
+    assert (
+        standing.frames >= 10
+        and GaderPipeline.load("casia-b-default", "gader-detector").process(standing).embedding is None
+    )
+    nothing = gader("compare", files[0], str(tmp_path / "standing.npz"))
+    assert nothing.returncode == 0, nothing.stderr
+    assert (
+        "no score: the two sequences share no modality (the first has gait only, the second has no embedding)"
+        in nothing.stdout
+    )
+    nothing = json.loads(gader("compare", files[0], str(tmp_path / "standing.npz"), "--json").stdout)
+    assert nothing["score"] is None and nothing["scored_on"] is None and nothing["match"] == {}
+    missing = gader("compare", files[0], str(tmp_path / "nothing.npz"))
+    assert missing.returncode == 1 and missing.stderr.startswith("gader: error:") and "nothing.npz" in missing.stderr

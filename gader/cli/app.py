@@ -16,6 +16,7 @@ from gader.cli import (
     detector_commands,
     eval_commands,
     model_commands,
+    pipeline_commands,
     synth_commands,
     video_commands,
 )
@@ -40,6 +41,7 @@ app.command("calibrate-fusion")(model_commands.calibrate_fusion)
 model_commands.train_app.command("detector")(detector_commands.train_detector)
 app.command("eval-detector")(detector_commands.eval_detector)
 app.command("detect")(detector_commands.detect)
+app.command("compare")(pipeline_commands.compare)
 app.command("extract")(video_commands.extract)
 app.command("prepare")(video_commands.prepare)
 service_cli.register(app)

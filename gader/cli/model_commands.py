@@ -175,6 +175,9 @@ def calibrate_fusion(
         help="Route as GaderPipeline with fallback_whole_sequence does (bench.gader_eval's GADER): a sequence "
         "without usable gait goes to GAR whole, instead of to the RGB branch whole.",
     ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the fused scores' false and true match rates, with the thresholds, to this PNG."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Impostor statistics of gait and appearance scores, stored with the model for score fusion.
@@ -195,10 +198,13 @@ def calibrate_fusion(
         GaderPipeline,
         PipelineConfig,
         choose_gait_weight,
+        fused_operating_points,
         modality_statistics,
     )
+    from gader.plots import image_path, plot_fused_scores
     from gader.progress import progress
 
+    plot = None if plot is None else image_path(plot)  # a bad name is refused before the work
     path = writable_model(model, "gader calibrate-fusion")
     config = PipelineConfig(fallback_whole_sequence=fallback)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -229,8 +235,16 @@ def calibrate_fusion(
             f"[yellow]warning:[/yellow] no gait weight chosen on {data} ({exc}); the pipeline will use "
             f"{DEFAULT_GAIT_WEIGHT:g}"
         )
+    try:
+        points = fused_operating_points(
+            results, subjects, DEFAULT_GAIT_WEIGHT if weight is None else weight, statistics
+        )
+    except GaderError as exc:  # the statistics still hold; scores then come without a calibrated decision
+        points = {"operating_points": {}, "unresolved": [], "problem": str(exc)}
+        err_console.print(f"[yellow]warning:[/yellow] no operating points for fused scores on {data} ({exc})")
     card = ModelCard.from_json((path / "model.json").read_text(), str(path))
     card.fusion_statistics = statistics
+    card.fusion_operating_points = {name: round(value, 6) for name, value in points["operating_points"].items()}
     card.metrics["fusion_calibration"] = {
         "data": str(data),
         "detector": detector,
@@ -240,10 +254,40 @@ def calibrate_fusion(
         "skipped_short_sequences": short,
         # leave-one-out retrieval mAP (%) of the fused scores for each gait weight tried
         "map_by_gait_weight": {f"{w:g}": round(100 * value, 3) for w, value in mean_ap.items()},
+        # thresholds on the fused score, the true match rate (%) there, and the false match rate (%) each kind of
+        # pair (scored on gait only, appearance only, both) gets at them
+        "operating_points": {"problem": points["problem"]}
+        if "problem" in points
+        else {
+            "genuine_pairs": points["genuine_pairs"],
+            "impostor_pairs": points["impostor_pairs"],
+            "impostor_pairs_by_kind": points["impostor_pairs_by_kind"],
+            "unresolved": points["unresolved"],
+            "tmr": {name: round(100 * value, 3) for name, value in points["tmr"].items()},
+            "fmr_by_pairs": {
+                name: {kind: None if rate is None else round(100 * rate, 4) for kind, rate in rates.items()}
+                for name, rates in points["fmr_by_pairs"].items()
+            },
+        },
     }
     (path / "model.json").write_text(card.to_json())
+    if plot is not None and "problem" not in points:
+        plot = plot_fused_scores(
+            points["scores"]["genuine"],
+            points["scores"]["impostors"],
+            card.fusion_operating_points,
+            plot,
+            title=f"{card.id}: fused scores on {len(set(subjects))} calibration people",
+        )
+        err_console.print(f"wrote {plot}")
     if as_json:
-        print_json({"fusion_statistics": statistics, **card.metrics["fusion_calibration"]})
+        print_json(
+            {
+                "fusion_statistics": statistics,
+                "fusion_operating_points": card.fusion_operating_points,
+                **card.metrics["fusion_calibration"],
+            }
+        )
         return
     skipped = f" ({short} sequence{'s' * (short != 1)} under {config.min_frames} frames skipped)" if short else ""
     err_console.print(
@@ -267,3 +311,22 @@ def calibrate_fusion(
             f"{100 * mean_ap[DEFAULT_GAIT_WEIGHT]:.2f} %; appearance alone where both exist: "
             f"{100 * mean_ap[0.0]:.2f} %)"
         )
+    if "problem" in points:
+        return
+    by_kind = points["impostor_pairs_by_kind"]
+    err_console.print(
+        f"  fused score thresholds over {points['genuine_pairs']:,} genuine and {points['impostor_pairs']:,} impostor "
+        f"pairs ({by_kind['gait']:,} scored on gait alone, {by_kind['appearance']:,} on appearance alone, "
+        f"{by_kind['both']:,} on both):"
+    )
+    for name, threshold in card.fusion_operating_points.items():
+        rates = ", ".join(
+            f"{kind} {'-' if rate is None else f'{100 * rate:.3f} %'}"
+            for kind, rate in points["fmr_by_pairs"][name].items()
+        )
+        err_console.print(
+            f"    {name}: {threshold:.3f} impostor deviations, TMR {100 * points['tmr'][name]:.2f} %; "
+            f"false match rate by pairs: {rates}"
+        )
+    for name in points["unresolved"]:
+        err_console.print(f"    {name}: not set, {points['impostor_pairs']:,} impostor pairs cannot resolve it")
