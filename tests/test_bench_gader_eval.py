@@ -72,3 +72,25 @@ def test_ratio_interval_is_paired_and_counts_the_probes_each_gets_alone():
     assert 1.0 < low < 2.0 < high  # paired: never below 1, as every probe the baseline gets, `better` gets too
     same = ratio_interval(baseline, baseline, draws=200)
     assert same == (1.0, 1.0, 0, 0)
+
+
+def test_the_bench_refuses_bad_options_by_name_before_measuring(synth_wild, tmp_path):
+    """--val-subjects takes one count or one per dataset; datasets whose people share ids are refused (their
+    held-out people would merge); --gait-weight must be a weight. Each exits with a message naming the option,
+    before any sequence is embedded."""
+    import subprocess
+    import sys
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "bench.gader_eval", "--print-only", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    data = str(synth_wild)
+    counts = bench("--data", data, data, data, "--val-subjects", "1", "2")
+    assert counts.returncode == 1 and "--val-subjects: one count, or one per dataset (3); got [1, 2]" in counts.stderr
+    overlap = bench("--data", data, data, "--val-subjects", "1", "2")  # one count per dataset is taken...
+    assert overlap.returncode == 1 and "subject ids overlap an earlier dataset's" in overlap.stderr  # ...and checked
+    weight = bench("--data", data, "--val-subjects", "2", "--gait-weight", "1.5")
+    assert weight.returncode == 1 and "--gait-weight: gait_weight must be a number in [0, 1]" in weight.stderr
+    for done in (counts, overlap, weight):
+        assert "Traceback" not in done.stderr and not done.stdout.strip()  # no table: nothing was measured

@@ -572,3 +572,19 @@ def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrate
     assert nothing["score"] is None and nothing["scored_on"] is None and nothing["match"] == {}
     missing = gader("compare", files[0], str(tmp_path / "nothing.npz"))
     assert missing.returncode == 1 and missing.stderr.startswith("gader: error:") and "nothing.npz" in missing.stderr
+
+
+def test_calibrate_fusion_refuses_data_without_rgb_crops_at_its_first_sequence(artifacts, casia_train, tmp_path):
+    """Real CASIA-B silhouettes carry no RGB: there is no appearance score to calibrate, said at once by name."""
+    import shutil
+    import subprocess
+    import sys
+
+    model = tmp_path / "model"
+    shutil.copytree(artifacts / "model", model)
+    before = (model / "model.json").read_text()
+    command = [sys.executable, "-m", "gader", "calibrate-fusion", "--model", str(model), "--data", str(casia_train)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("gader: error:")
+    assert "has no RGB crops; fusion needs both modalities" in done.stderr
+    assert (model / "model.json").read_text() == before  # the card is left as it was
