@@ -104,8 +104,10 @@ def standardise(similarity, statistics: Mapping[str, float]):
 
 def _combine(gait, look, gait_weight: float, statistics: Mapping[str, Mapping[str, float]]):
     """Weighted sum of two standardised scores, rescaled by its impostor spread (given their correlation) so
-    that it stays standardised: the same threshold means about the same false-match rate whether a pair was
-    scored on one modality or on both."""
+    that it stays standardised, so that one threshold means about the same false match rate whether a pair was
+    scored on one modality or on both. How nearly it does is measured per kind of pair by
+    ``fused_operating_points`` (shipped GAR: within 1.6x of each other; a modality's score over whole unusable
+    sequences sits higher than over the leftover stretches it was mostly calibrated on: docs/models.md)."""
     rho = statistics[JOINT]["impostor_correlation"]
     spread = np.sqrt(gait_weight**2 + (1 - gait_weight) ** 2 + 2 * gait_weight * (1 - gait_weight) * rho)
     return (gait_weight * gait + (1 - gait_weight) * look) / spread
