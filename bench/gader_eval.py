@@ -43,6 +43,7 @@ from gader.data.record import SequenceRecord
 from gader.errors import GaderError
 from gader.model_io import load_detector, load_model
 from gader.pipeline import (
+    ALONE,
     DEFAULT_GAIT_WEIGHT,
     GaderPipeline,
     PipelineConfig,
@@ -172,6 +173,14 @@ def main() -> None:
         raise SystemExit(f"--gait-weight: {exc}") from None
     gader = GaderPipeline(gar_with_rgb, detector, routing)
     gait_weight = gader.gait_weight
+    alone = [ALONE[m] for m in ("gait", "appearance") if ALONE[m] in statistics]
+    kind_note = (
+        "; a modality two sides share alone is standardised by its impostor statistics over such pairs, "
+        + ", ".join(f"`{section}`" for section in alone)
+        + " in the card"
+        if alone
+        else ""
+    )
     if args.gait_weight is not None:
         weight_source = "fixed by --gait-weight"
     elif "gait_weight" in statistics["joint"]:
@@ -288,7 +297,7 @@ def main() -> None:
         "similarity standardised by the impostor statistics in the model card, measured by `gader "
         f"calibrate-fusion` on {statistics_source}; then {gait_weight:g} x gait + {1 - gait_weight:g} x "
         f"appearance ({weight_source}), rescaled to unit impostor spread, where both sides have both, else the one "
-        "they share); the "
+        f"they share{kind_note}); the "
         "RGB branch alone on whole sequences shows what appearance holds by itself; the last row routes the true "
         "frames. Cosine distance; percentages.\n\n"
         "| model | rank-1 | rank-5 | mAP | TAR@FAR=1e-2 | TAR@FAR=1e-1 | EER |\n|---|---|---|---|---|---|---|\n"

@@ -47,9 +47,10 @@ class ModelCard:
     # Impostor mean / deviation of each modality's similarity and their correlation, for score fusion
     # (gader.pipeline.fuse); written by `gader calibrate-fusion` on people the model has not seen.
     fusion_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
-    # "fmr=1e-3" -> threshold on the fused score (impostor standard deviations) at the calibrated gait weight;
-    # written by `gader calibrate-fusion` beside the statistics
-    fusion_operating_points: dict[str, float] = field(default_factory=dict)
+    # Thresholds on the fused score (impostor standard deviations) at the calibrated gait weight, "fmr=1e-3" ->
+    # threshold, over all pairs ("all") and over each kind of pair ("gait", "appearance", "both": what the pair
+    # was scored on); written by `gader calibrate-fusion` beside the statistics
+    fusion_operating_points: dict[str, dict[str, float]] = field(default_factory=dict)
     version: str = "1"
 
     def to_json(self) -> str:

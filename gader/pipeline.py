@@ -23,6 +23,13 @@ retrieval on the calibration people), 0.8 for a card without one (gait is the id
 changes with clothing); a PipelineConfig can fix it. Otherwise the
 standardised score of the modality both sides share; ``None`` when they share none.
 Without statistics, the modalities are never summed: gait where both sides have it, else appearance.
+
+A pair that shares one modality alone is standardised by that modality's impostor statistics over such pairs
+(``gait_alone`` / ``appearance_alone`` in the card, where calibration saw at least ``MIN_ALONE_PAIRS`` of them):
+what a side lacks says how it was routed, and that moves its scores. A sequence without usable gait goes to the
+RGB branch whole, and whole sequences score higher against other people than the leftover stretches of
+usable ones; standardised by the shared statistics, appearance-only pairs passed a fused threshold 2.3–2.8x as
+often as its false match rate said (docs/models.md).
 """
 
 from __future__ import annotations
@@ -91,6 +98,10 @@ class PipelineResult:
 
 
 MODALITIES = ("gait", "appearance")
+# fusion_statistics sections of a modality's impostor statistics over the pairs that share that modality alone,
+# which standardise those pairs instead of the modality's section (measured when enough such pairs exist)
+ALONE = {"gait": "gait_alone", "appearance": "appearance_alone"}
+MIN_ALONE_PAIRS = 100  # fewer impostor pairs of a kind: its pairs are standardised by the modality's section
 DEFAULT_GAIT_WEIGHT = 0.8  # gait is the identity cue; appearance changes with clothing
 GAIT_WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # what calibration chooses among: 0, 0.05 .. 1
 JOINT = "joint"  # fusion_statistics key of the two modalities' impostor correlation
@@ -134,10 +145,13 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
             )
         return float(value)
 
-    for modality in MODALITIES:
-        number(modality, "impostor_mean")
-        if number(modality, "impostor_std") <= 0:
-            raise GaderError(f"{where}: fusion_statistics.{modality}.impostor_std must be positive")
+    sections = [*MODALITIES, *(ALONE[m] for m in MODALITIES if ALONE[m] in statistics)]
+    for section in sections:
+        if not isinstance(statistics[section], Mapping):
+            raise GaderError(f"{where}: fusion_statistics.{section} must be a section; re-run gader calibrate-fusion")
+        number(section, "impostor_mean")
+        if number(section, "impostor_std") <= 0:
+            raise GaderError(f"{where}: fusion_statistics.{section}.impostor_std must be positive")
     if not -1 < number("joint", "impostor_correlation") <= 1:  # at -1 an equal-weight sum has no spread
         raise GaderError(f"{where}: fusion_statistics.joint.impostor_correlation must lie in (-1, 1]")
     if "gait_weight" in statistics[JOINT] and not 0 <= number("joint", "gait_weight") <= 1:
@@ -187,8 +201,20 @@ def _modality_scores(
     gait, has_gait = _similarity_01([r.embedding for r in probes], [r.embedding for r in gallery])
     look, has_look = _similarity_01([r.appearance for r in probes], [r.appearance for r in gallery])
     if statistics is not None:
-        gait, look = standardise(gait, statistics["gait"]), standardise(look, statistics["appearance"])
+        gait = _standardise_by_kind(gait, has_gait & ~has_look, statistics, "gait")
+        look = _standardise_by_kind(look, has_look & ~has_gait, statistics, "appearance")
     return gait, has_gait, look, has_look
+
+
+def _standardise_by_kind(
+    similarity: np.ndarray, alone: np.ndarray, statistics: Mapping[str, Mapping[str, float]], modality: str
+) -> np.ndarray:
+    """A modality's similarities [Np, Ng] standardised: the pairs that share it alone (bool [Np, Ng]) by its
+    ``<modality>_alone`` section where the card has one, every other pair by the modality's section."""
+    scores = standardise(similarity, statistics[modality])
+    if ALONE[modality] in statistics:
+        scores[alone] = standardise(similarity[alone], statistics[ALONE[modality]])
+    return scores
 
 
 def _fused_matrix(
@@ -265,6 +291,24 @@ def choose_gait_weight(
     return best, mean_ap
 
 
+def _thresholds(genuine: np.ndarray, impostor: np.ndarray, fmrs: tuple[float, ...]) -> dict[str, Any]:
+    """Thresholds at each false match rate over these pairs' scores -> {"operating_points": {name: threshold},
+    "tmr": {name: true match rate}, "unresolved": [names finer than the impostor pairs can resolve],
+    "genuine_pairs", "impostor_pairs"}."""
+    found: dict[str, Any] = {"operating_points": {}, "tmr": {}, "unresolved": []}
+    found.update(genuine_pairs=int(genuine.size), impostor_pairs=int(impostor.size))
+    curve = metrics.roc_curve(genuine, impostor) if genuine.size and impostor.size else None
+    for fmr in fmrs:
+        name = metrics.operating_point_name(fmr)
+        threshold = None if curve is None else metrics.threshold_at_far(curve, fmr)
+        if threshold is None or fmr * impostor.size < 1 or not math.isfinite(threshold):  # nothing to set it by
+            found["unresolved"].append(name)
+            continue
+        found["operating_points"][name] = threshold
+        found["tmr"][name] = metrics.tar_at_far(curve, (fmr,))[fmr]
+    return found
+
+
 def fused_operating_points(
     results: list[PipelineResult],
     subjects: list[str],
@@ -273,14 +317,15 @@ def fused_operating_points(
     fmrs: tuple[float, ...] = metrics.OPERATING_FMRS,
 ) -> dict[str, Any]:
     """Thresholds on the fused score (``fuse`` with these statistics and weight) at each false match rate, over
-    every pair of the calibration results (each pair once, scored on whatever modalities both sides carry).
+    every pair of the calibration results (each pair once), for all pairs together and for each kind of pair
+    (scored on gait alone, appearance alone, or both).
 
-    Returns ``{"operating_points": {"fmr=1e-3": threshold, ...}, "tmr": {name: true match rate},
-    "fmr_by_pairs": {name: {"gait"|"appearance"|"both": false match rate among those pairs}}, "unresolved",
-    "genuine_pairs", "impostor_pairs", "impostor_pairs_by_kind", "scores": {"genuine": [...], "impostors":
-    {kind: [...]}}}``. The per-kind rates check the premise of standardising: that one threshold means about the
-    same false match rate whether a pair was scored on gait, on appearance or on both. A rate finer than the
-    impostor pairs can resolve has no threshold (left out, listed under ``unresolved``)."""
+    Returns ``_thresholds``' keys for all pairs, plus ``"by_kind": {"gait"|"appearance"|"both": the same keys
+    over those pairs}``, ``"fmr_by_pairs": {name: {kind: the false match rate that kind's impostor pairs get at
+    the all-pairs threshold}}`` and ``"scores": {"genuine": [...], "impostors": {kind: [...]}}`` (for plots).
+    Standardising aims at one threshold meaning one false match rate whatever a pair was scored on;
+    ``fmr_by_pairs`` measures how nearly it does, and the per-kind thresholds make decisions hold per kind. A
+    rate finer than the impostor pairs can resolve has no threshold (listed under ``unresolved``)."""
     labels = np.asarray(subjects)
     if len(results) != len(labels):
         raise GaderError(f"{len(results)} results but {len(labels)} subjects")
@@ -294,37 +339,26 @@ def fused_operating_points(
             "operating points need scoreable pairs of the same person and of different people, got "
             f"{int((scored & same).sum())} and {int((scored & ~same).sum())}"
         )
-    curve = metrics.roc_curve(fused[scored & same], fused[scored & ~same])
-    impostors = {
-        "gait": scored & ~same & has_gait & ~has_look,
-        "appearance": scored & ~same & has_look & ~has_gait,
-        "both": scored & ~same & has_gait & has_look,
+    kinds = {
+        "gait": scored & has_gait & ~has_look,
+        "appearance": scored & has_look & ~has_gait,
+        "both": scored & has_gait & has_look,
     }
-    result: dict[str, Any] = {
-        "operating_points": {},
-        "tmr": {},
-        "fmr_by_pairs": {},
-        "unresolved": [],
-        "genuine_pairs": int(curve.genuine),
-        "impostor_pairs": int(curve.impostor),
-        "impostor_pairs_by_kind": {kind: int(mask.sum()) for kind, mask in impostors.items()},
-        # the scores themselves, for plots: float64 arrays
-        "scores": {
-            "genuine": fused[scored & same],
-            "impostors": {kind: fused[mask] for kind, mask in impostors.items()},
-        },
+    result = _thresholds(fused[scored & same], fused[scored & ~same], fmrs)
+    result["by_kind"] = {
+        kind: _thresholds(fused[mask & same], fused[mask & ~same], fmrs) for kind, mask in kinds.items()
     }
-    for fmr in fmrs:
-        name = metrics.operating_point_name(fmr)
-        threshold = metrics.threshold_at_far(curve, fmr)
-        if fmr * curve.impostor < 1 or not math.isfinite(threshold):  # no impostor pair to set it by
-            result["unresolved"].append(name)
-            continue
-        result["operating_points"][name] = threshold
-        result["tmr"][name] = metrics.tar_at_far(curve, (fmr,))[fmr]
-        result["fmr_by_pairs"][name] = {
-            kind: float((fused[mask] >= threshold).mean()) if mask.any() else None for kind, mask in impostors.items()
+    result["fmr_by_pairs"] = {
+        name: {
+            kind: float((fused[mask & ~same] >= threshold).mean()) if (mask & ~same).any() else None
+            for kind, mask in kinds.items()
         }
+        for name, threshold in result["operating_points"].items()
+    }
+    result["scores"] = {
+        "genuine": fused[scored & same],
+        "impostors": {kind: fused[mask & ~same] for kind, mask in kinds.items()},
+    }
     return result
 
 
@@ -371,6 +405,17 @@ def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> d
     if both.sum() >= 3 and gait[both].std() > 1e-9 and look[both].std() > 1e-9:
         rho = float(np.corrcoef(gait[both], look[both])[0, 1])
     statistics[JOINT] = {"impostor_correlation": rho, "impostor_pairs": int(both.sum())}
+    for modality, (similarity, alone) in (
+        ("gait", (gait, has_gait & ~has_look)),
+        ("appearance", (look, has_look & ~has_gait)),
+    ):
+        impostor = similarity[alone & different & upper]
+        if impostor.size >= MIN_ALONE_PAIRS and impostor.std() > 1e-9:
+            statistics[ALONE[modality]] = {
+                "impostor_mean": float(impostor.mean()),
+                "impostor_std": float(impostor.std()),
+                "impostor_pairs": int(impostor.size),
+            }
     return statistics
 
 
@@ -509,13 +554,13 @@ class GaderPipeline:
         gait, has_gait, look, has_look = _modality_scores([a], [b], None)
         raw = {"gait": float(gait[0, 0]) if has_gait[0, 0] else None}
         raw["appearance"] = float(look[0, 0]) if has_look[0, 0] else None
-        standardised = {
-            modality: None if statistics is None or value is None else float(standardise(value, statistics[modality]))
-            for modality, value in raw.items()
-        }
-        used = {(True, True): "both", (True, False): "gait", (False, True): "appearance", (False, False): None}[
-            (raw["gait"] is not None, raw["appearance"] is not None)
-        ]
+        standardised = {"gait": None, "appearance": None}
+        if statistics is not None:  # each modality by the section its pair's kind takes (_modality_scores)
+            z_gait, _, z_look, _ = _modality_scores([a], [b], statistics)
+            for modality, z in (("gait", z_gait), ("appearance", z_look)):
+                if raw[modality] is not None:
+                    standardised[modality] = float(z[0, 0])
+        used = pair_kind(a, b)
         if statistics is None and used == "both":
             used = "gait"  # raw scores of two models are never summed
         return {
@@ -529,13 +574,16 @@ class GaderPipeline:
 
     def operating_points(self, a: PipelineResult, b: PipelineResult) -> tuple[dict[str, float], str]:
         """The calibrated thresholds ({"fmr=1e-3": threshold, ...}) that apply to ``similarity(a, b)``, and why
-        (or why none do). With fusion statistics: the fused score's points from ``gader calibrate-fusion``, valid at
-        the weight they were measured at. Without: the raw gait similarity is the service's, so the card's
-        operating points (``gader calibrate``) apply where both sides have gait; a raw appearance score has none."""
+        (or why none do). With fusion statistics: the fused score's thresholds from ``gader calibrate-fusion`` for
+        pairs of this pair's kind (scored on gait alone, appearance alone or both), the all-pairs threshold where
+        too few pairs of the kind could set one; valid at the weight they were measured at. Without: the raw gait
+        similarity is the service's, so the card's operating points (``gader calibrate``) apply where both sides
+        have gait; a raw appearance score has none."""
         statistics = self._fusion_statistics()
         card = self.model.card
         if statistics is not None:
-            if not card.fusion_operating_points:
+            tables = card.fusion_operating_points
+            if not tables.get("all"):
                 return {}, f"model {card.id} has no operating points for fused scores: re-run gader calibrate-fusion"
             calibrated = statistics[JOINT].get("gait_weight", DEFAULT_GAIT_WEIGHT)
             weight = self._gait_weight(statistics)
@@ -544,19 +592,34 @@ class GaderPipeline:
                     {},
                     f"the fused score's operating points were calibrated at gait weight {calibrated:g}, not {weight:g}",
                 )
-            basis = "fused score (gader calibrate-fusion)"
+            kind = pair_kind(a, b)
+            if kind is None:
+                return {}, "the two share no modality"
+            own = tables.get(kind, {})
+            points = {name: own.get(name, pooled) for name, pooled in tables["all"].items()}
+            basis = f"fused-score thresholds for pairs scored on {kind} (gader calibrate-fusion)"
+            borrowed = [name for name in points if name not in own]
+            if borrowed:
+                basis += f"; {', '.join(borrowed)} from all pairs (too few pairs scored on {kind} to set it)"
             routed = card.metrics.get("fusion_calibration", {}).get("fallback_whole_sequence")
             if routed is not None and bool(routed) != self.config.fallback_whole_sequence:
                 basis += (
-                    f", calibrated with fallback_whole_sequence {'on' if routed else 'off'} and used with it "
-                    f"{'off' if routed else 'on'}: the false match rates of the pairs scored on one modality may differ"
+                    f"; calibrated with fallback_whole_sequence {'on' if routed else 'off'} and used with it "
+                    f"{'off' if routed else 'on'}: sequences without usable gait are scored otherwise"
                 )
-            return dict(card.fusion_operating_points), basis
+            return points, basis
         if a.embedding is None or b.embedding is None:
             return {}, f"model {card.id} has no operating points for appearance scores"
         if not card.operating_points:
             return {}, f"model {card.id} has no calibrated operating points: run gader calibrate"
-        return dict(card.operating_points), "gait similarity (gader calibrate)"
+        return dict(card.operating_points), "gait-similarity thresholds (gader calibrate)"
+
+
+def pair_kind(a: PipelineResult, b: PipelineResult) -> str | None:
+    """What a pair can be scored on: ``"both"``, ``"gait"`` or ``"appearance"`` (alone), or ``None``."""
+    gait = a.embedding is not None and b.embedding is not None
+    look = a.appearance is not None and b.appearance is not None
+    return {(True, True): "both", (True, False): "gait", (False, True): "appearance"}.get((gait, look))
 
 
 __all__ = [
@@ -569,6 +632,7 @@ __all__ = [
     "fused_operating_points",
     "fused_similarity",
     "modality_statistics",
+    "pair_kind",
     "retrieval_map",
     "route",
     "standardise",

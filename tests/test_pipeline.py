@@ -96,9 +96,25 @@ def test_fusion_rule_by_hand():
     assert fuse(both, gait_only, 0.8, STATISTICS) == pytest.approx(z_gait)
     assert fuse(look_only, other, 0.8, STATISTICS) == pytest.approx(z_look)
     assert fuse(look_only, gait_only, 0.8, STATISTICS) is None
+    # A pair that shares one modality alone is standardised by that kind's own section when the card has one;
+    # pairs with both keep the modality's section
+    alone = {**STATISTICS, "gait_alone": {"impostor_mean": 0.7, "impostor_std": 0.1}}
+    alone["appearance_alone"] = {"impostor_mean": 0.1, "impostor_std": 0.2}
+    assert fuse(both, gait_only, 0.8, alone) == pytest.approx((gait - 0.7) / 0.1)
+    assert fuse(look_only, other, 0.8, alone) == pytest.approx((look - 0.1) / 0.2)
+    assert fuse(both, other, 0.8, alone) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("statistics", [None, STATISTICS], ids=["uncalibrated", "calibrated"])
+STATISTICS_BY_KIND = {
+    **STATISTICS,
+    "gait_alone": {"impostor_mean": 0.6, "impostor_std": 0.2},
+    "appearance_alone": {"impostor_mean": 0.3, "impostor_std": 0.4},
+}
+
+
+@pytest.mark.parametrize(
+    "statistics", [None, STATISTICS, STATISTICS_BY_KIND], ids=["uncalibrated", "calibrated", "calibrated-by-kind"]
+)
 def test_fused_similarity_matrix_is_the_fusion_rule_for_every_pair(statistics):
     """The vectorised matrix the GADER bench and ``fuse`` rank with: each entry follows the documented rule for
     that pair, computed here one pair at a time, whichever modalities the two sides have (NaN where they share
@@ -112,13 +128,16 @@ def test_fused_similarity_matrix_is_the_fusion_rule_for_every_pair(statistics):
 
     def rule(a: PipelineResult, b: PipelineResult) -> float | None:
         scores = {}
-        for name, x, y in (("gait", a.embedding, b.embedding), ("appearance", a.appearance, b.appearance)):
+        pairs = (("gait", a.embedding, b.embedding), ("appearance", a.appearance, b.appearance))
+        shared = sum(x is not None and y is not None for _, x, y in pairs)
+        for name, x, y in pairs:
             if x is not None and y is not None:
                 similarity = (1 + part_cosine(x, y)) / 2
+                section = f"{name}_alone" if shared == 1 and f"{name}_alone" in (statistics or {}) else name
                 mean, std = (
                     (0, 1)
                     if statistics is None
-                    else (statistics[name]["impostor_mean"], statistics[name]["impostor_std"])
+                    else (statistics[section]["impostor_mean"], statistics[section]["impostor_std"])
                 )
                 scores[name] = (similarity - mean) / std
         if len(scores) == 2 and statistics is not None:
@@ -186,6 +205,47 @@ def test_modality_statistics_count_each_pair_of_different_people_once():
         modality_statistics([results[0], PipelineResult(None, np.ones((3, 1)), None, 1, 0, "m")], ["a", "b"])
 
 
+def test_pairs_that_share_one_modality_alone_get_their_own_statistics_when_there_are_enough():
+    """gait_alone / appearance_alone: a modality's impostor mean and deviation over the pairs of different people
+    that share it alone (each pair once), checked pair by pair; left out below MIN_ALONE_PAIRS such pairs."""
+    from gader.pipeline import MIN_ALONE_PAIRS
+
+    rng = np.random.default_rng(7)
+    kinds = [(True, True), (True, False), (False, True)]  # both, gait only, appearance only
+    results, subjects = [], []
+    for i in range(45):
+        gait, look = kinds[i % 3]
+        results.append(
+            PipelineResult(
+                None,
+                rng.normal(size=(4, 2)) if gait else None,
+                rng.normal(size=(3, 2)) + 2.0 if look else None,
+                10 * gait,
+                5 * look,
+                "m",
+            )
+        )
+        subjects.append(f"p{i // 2}")
+    statistics = modality_statistics(results, subjects)
+    for modality, field in (("gait", "embedding"), ("appearance", "appearance")):
+        other = "appearance" if field == "embedding" else "embedding"
+        alone = []
+        for i in range(len(results)):
+            for j in range(i + 1, len(results)):
+                a, b = results[i], results[j]
+                shares = getattr(a, field) is not None and getattr(b, field) is not None
+                shares_other = getattr(a, other) is not None and getattr(b, other) is not None
+                if subjects[i] != subjects[j] and shares and not shares_other:
+                    alone.append((1 + part_cosine(getattr(a, field), getattr(b, field))) / 2)
+        section = statistics[f"{modality}_alone"]
+        assert section["impostor_pairs"] == len(alone) >= MIN_ALONE_PAIRS
+        assert section["impostor_mean"] == pytest.approx(np.mean(alone))
+        assert section["impostor_std"] == pytest.approx(np.std(alone))
+    check_fusion_statistics(statistics, "calibrated here")
+    few = modality_statistics(results[:20], subjects[:20])  # too few pairs of each lone kind
+    assert "gait_alone" not in few and "appearance_alone" not in few and {"gait", "appearance", "joint"} <= set(few)
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
@@ -197,6 +257,8 @@ def test_modality_statistics_count_each_pair_of_different_people_once():
         ("joint", "impostor_correlation", -1.0, "must lie in \\(-1, 1\\]"),
         ("joint", "gait_weight", 1.2, "joint.gait_weight must lie in \\[0, 1\\]"),
         ("joint", "gait_weight", "0.8", "joint.gait_weight is missing or not a finite number"),
+        ("gait_alone", "impostor_std", -0.1, "gait_alone.impostor_std must be positive"),
+        ("appearance_alone", "impostor_mean", None, "appearance_alone.impostor_mean is missing"),
     ],
 )
 def test_bad_fusion_statistics_in_a_card_are_refused_by_name(artifacts, section, key, value, message):
@@ -207,8 +269,8 @@ def test_bad_fusion_statistics_in_a_card_are_refused_by_name(artifacts, section,
     statistics = copy.deepcopy(STATISTICS)
     if key is None:
         del statistics[section]
-    else:
-        statistics[section][key] = value
+    else:  # an optional section (gait_alone, appearance_alone) is made good first, then spoiled
+        statistics.setdefault(section, {"impostor_mean": 0.5, "impostor_std": 0.1})[key] = value
     with pytest.raises(GaderError, match=message):
         check_fusion_statistics(statistics, "model m")
     pipeline = GaderPipeline.load(artifacts / "model", None)
@@ -378,10 +440,16 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     from gader.pipeline import fused_operating_points
 
     points = fused_operating_points(results, [record.subject for record in records], weight, expected)
-    assert card["fusion_operating_points"] == pytest.approx(points["operating_points"], abs=1e-6)
-    assert set(card["fusion_operating_points"]) | set(points["unresolved"]) == {"fmr=1e-2", "fmr=1e-3", "fmr=1e-4"}
+    tables = card["fusion_operating_points"]
+    assert set(tables) == {"all", "gait", "appearance", "both"}
+    assert tables["all"] == pytest.approx(points["operating_points"], abs=1e-6)
+    assert set(tables["all"]) | set(points["unresolved"]) == {"fmr=1e-2", "fmr=1e-3", "fmr=1e-4"}
+    for kind in ("gait", "appearance", "both"):
+        assert tables[kind] == pytest.approx(points["by_kind"][kind]["operating_points"], abs=1e-6)
     stored = card["metrics"]["fusion_calibration"]["operating_points"]
-    assert stored["impostor_pairs_by_kind"] == points["impostor_pairs_by_kind"]
+    assert {kind: stored["by_kind"][kind]["impostor_pairs"] for kind in stored["by_kind"]} == {
+        kind: found["impostor_pairs"] for kind, found in points["by_kind"].items()
+    }
     assert stored["tmr"] == {name: pytest.approx(100 * v, abs=1e-3) for name, v in points["tmr"].items()}
     a, b = both[0], both[-1]
     fused = pipeline.similarity(a, b)
@@ -459,35 +527,48 @@ def test_fused_operating_points_by_hand():
     fmrs = (0.1, 0.02, 1e-3)
     found = fused_operating_points(results, subjects, 0.6, STATISTICS, fmrs)
 
-    genuine, impostor = [], {"gait": [], "appearance": [], "both": []}
+    genuine = {"gait": [], "appearance": [], "both": []}
+    impostor = {"gait": [], "appearance": [], "both": []}
     for i in range(len(results)):
         for j in range(i + 1, len(results)):
             score = fuse(results[i], results[j], 0.6, STATISTICS)
             if score is None:
                 continue  # gait-only against appearance-only: no shared modality
-            if subjects[i] == subjects[j]:
-                genuine.append(score)
-                continue
             a, b = results[i], results[j]
             has_gait = a.embedding is not None and b.embedding is not None
             has_look = a.appearance is not None and b.appearance is not None
-            impostor["both" if has_gait and has_look else "gait" if has_gait else "appearance"].append(score)
-    every_impostor = np.concatenate([np.array(v) for v in impostor.values()])
-    assert found["genuine_pairs"] == len(genuine) and found["impostor_pairs"] == len(every_impostor)
-    assert found["impostor_pairs_by_kind"] == {kind: len(v) for kind, v in impostor.items()}
-    assert min(found["impostor_pairs_by_kind"].values()) > 0
+            kind = "both" if has_gait and has_look else "gait" if has_gait else "appearance"
+            (genuine if subjects[i] == subjects[j] else impostor)[kind].append(score)
+
+    def threshold_at(genuine_scores: list[float], impostor_scores: list[float], fmr: float) -> float:
+        """The lowest score at which at most ``fmr`` of the impostor scores pass, by trying every score."""
+        candidates = sorted(set(genuine_scores) | set(impostor_scores))
+        return min(t for t in candidates if np.mean(np.array(impostor_scores) >= t) <= fmr)
+
+    every_genuine = [score for scores in genuine.values() for score in scores]
+    every_impostor = [score for scores in impostor.values() for score in scores]
+    assert found["genuine_pairs"] == len(every_genuine) and found["impostor_pairs"] == len(every_impostor)
+    for kind in impostor:
+        assert found["by_kind"][kind]["impostor_pairs"] == len(impostor[kind]) > 0
+        assert found["by_kind"][kind]["genuine_pairs"] == len(genuine[kind])
     for fmr in fmrs[:2]:
         name = f"fmr={fmr:.0e}".replace("e-0", "e-")
-        candidates = sorted(set(genuine) | set(every_impostor.tolist()))
-        admissible = [t for t in candidates if np.mean(every_impostor >= t) <= fmr]
-        threshold = min(admissible)
+        threshold = threshold_at(every_genuine, every_impostor, fmr)
         assert found["operating_points"][name] == pytest.approx(threshold)
-        assert found["tmr"][name] == pytest.approx(np.mean(np.array(genuine) >= threshold))
+        assert found["tmr"][name] == pytest.approx(np.mean(np.array(every_genuine) >= threshold))
         for kind, scores in impostor.items():
             assert found["fmr_by_pairs"][name][kind] == pytest.approx(np.mean(np.array(scores) >= threshold))
+            if genuine[kind] and fmr * len(scores) >= 1:  # each kind's own threshold, over its own pairs
+                own = threshold_at(genuine[kind], scores, fmr)
+                assert found["by_kind"][kind]["operating_points"][name] == pytest.approx(own)
+                assert found["by_kind"][kind]["tmr"][name] == pytest.approx(np.mean(np.array(genuine[kind]) >= own))
+            else:
+                assert name in found["by_kind"][kind]["unresolved"]
+    assert sum(len(found["by_kind"][kind]["operating_points"]) for kind in impostor) >= 4  # the oracle ran
     assert 0 < found["operating_points"]["fmr=1e-1"] < found["operating_points"]["fmr=2e-2"]
     # 1e-3 of the impostor pairs is less than one pair: no threshold is claimed for it
     assert len(every_impostor) < 1000 and found["unresolved"] == ["fmr=1e-3"]
+    assert all("fmr=1e-3" in found["by_kind"][kind]["unresolved"] for kind in impostor)
     assert "fmr=1e-3" not in found["operating_points"]
     with pytest.raises(GaderError, match="pairs of the same person and of different people, got 0"):
         fused_operating_points(results[::4], subjects[::4], 0.6, STATISTICS)  # one sequence per person
@@ -524,8 +605,13 @@ def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrate
     assert report["scale"] == "impostor standard deviations" and report["scored_on"] in ("gait", "both")
     assert report["first"]["gait_fraction"] == pytest.approx(a.detection.gait_fraction, abs=1e-4)
     assert report["second"]["gait_frames_embedded"] == b.embedded_frames
-    points = pipeline.model.card.fusion_operating_points
+    tables = pipeline.model.card.fusion_operating_points
+    kind = report["scored_on"]
+    # the pair's kind's own thresholds; a rate its pairs cannot resolve, the all-pairs one
+    points = {name: tables[kind].get(name, pooled) for name, pooled in tables["all"].items()}
     assert set(points) == {"fmr=1e-2", "fmr=1e-3", "fmr=1e-4"} and report["operating_points"] == points
+    assert report["operating_points"]["fmr=1e-2"] == tables[kind]["fmr=1e-2"]
+    assert f"thresholds for pairs scored on {kind}" in report["operating_points_basis"]
     assert report["match"] == {name: report["score"] >= threshold for name, threshold in points.items()}
     # Another weight than the calibrated one: the score changes where both modalities are fused, and no
     # decision is claimed from thresholds set for another weight
@@ -588,3 +674,46 @@ def test_calibrate_fusion_refuses_data_without_rgb_crops_at_its_first_sequence(a
     assert done.returncode == 1 and done.stderr.startswith("gader: error:")
     assert "has no RGB crops; fusion needs both modalities" in done.stderr
     assert (model / "model.json").read_text() == before  # the card is left as it was
+
+
+def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borrows(artifacts):
+    """Pipeline.operating_points: the fused-score thresholds of the pair's kind (gait alone, appearance alone,
+    both); the all-pairs one for a rate its kind could not resolve, said; none for a pair with nothing shared,
+    at another weight, or for a card without fused-score thresholds."""
+    import copy
+
+    pipeline = GaderPipeline.load(artifacts / "model", None)
+    card = pipeline.model.card
+    card.fusion_statistics = copy.deepcopy(STATISTICS)
+    card.fusion_statistics["joint"]["gait_weight"] = 0.8
+    card.fusion_operating_points = {
+        "all": {"fmr=1e-2": 2.0, "fmr=1e-3": 3.0},
+        "gait": {"fmr=1e-2": 2.1, "fmr=1e-3": 3.1},
+        "appearance": {"fmr=1e-2": 2.5},  # too few appearance-alone pairs for 1e-3
+        "both": {},
+    }
+    e = np.eye(64, 30)
+    both, gait_only, look_only = (PipelineResult(None, e, e, 1, 1, "m"), PipelineResult(None, e, None, 1, 0, "m"),
+                                  PipelineResult(None, None, e, 0, 1, "m"))  # fmt: skip
+    points, basis = pipeline.operating_points(gait_only, both)
+    assert points == {"fmr=1e-2": 2.1, "fmr=1e-3": 3.1} and "pairs scored on gait" in basis and "from all" not in basis
+    points, basis = pipeline.operating_points(look_only, both)
+    assert points == {"fmr=1e-2": 2.5, "fmr=1e-3": 3.0}
+    assert "fmr=1e-3 from all pairs (too few pairs scored on appearance to set it)" in basis
+    points, _ = pipeline.operating_points(both, both)
+    assert points == {"fmr=1e-2": 2.0, "fmr=1e-3": 3.0}  # the kind has no table: every rate from all pairs
+    assert pipeline.operating_points(gait_only, look_only) == ({}, "the two share no modality")
+    other = GaderPipeline(pipeline.model, None, PipelineConfig(gait_weight=0.5))
+    points, basis = other.operating_points(both, both)
+    assert points == {} and "calibrated at gait weight 0.8, not 0.5" in basis
+    card.fusion_operating_points = {}
+    points, basis = pipeline.operating_points(both, both)
+    assert points == {} and "re-run gader calibrate-fusion" in basis
+    card.fusion_statistics = {}  # no fusion: the raw gait similarity and gader calibrate's thresholds
+    card.operating_points = {"fmr=1e-3": 0.97}
+    assert pipeline.operating_points(gait_only, both) == (
+        {"fmr=1e-3": 0.97},
+        "gait-similarity thresholds (gader calibrate)",
+    )
+    points, basis = pipeline.operating_points(look_only, both)
+    assert points == {} and "no operating points for appearance scores" in basis

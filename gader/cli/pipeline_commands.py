@@ -1,4 +1,5 @@
-"""``gader compare``: the whole GADER pipeline on two sequences, and whether they show the same person."""
+"""``gader compare`` and ``gader calibrate-fusion``: the whole GADER pipeline on two sequences and whether they
+show the same person, and the calibration of its fused score (statistics, gait weight, operating points)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import typer
 
 from gader.cli.detector_commands import DEFAULT_DETECTOR
-from gader.cli.output import print_json
+from gader.cli.output import err_console, print_json
+from gader.errors import GaderError
 
 DEFAULT_MODEL = "casia-b-default"  # the service's default model (GADER_MODEL)
 
@@ -144,4 +146,214 @@ def compare(
         f"{'MATCH' if decisions[name] else 'no match'} at {name} (threshold {threshold:.4f})"
         for name, threshold in points.items()
     )
-    print(f"{verdicts}; thresholds: {basis}")
+    print(f"{verdicts}; {basis}")
+
+
+def calibrate_fusion(
+    model: str = typer.Option(..., "--model", help="Model directory with an RGB branch (its model.json is updated)."),
+    data: Path = typer.Option(..., "--data", help="Labelled sequences with RGB crops, of people the model never saw."),
+    detector: str = typer.Option("gader-detector", "--detector", help="Detector directory or shipped id."),
+    fallback: bool = typer.Option(
+        False,
+        "--fallback-whole-sequence",
+        help="Route as GaderPipeline with fallback_whole_sequence does (bench.gader_eval's GADER): a sequence "
+        "without usable gait goes to GAR whole, instead of to the RGB branch whole.",
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the fused scores' false and true match rates, with the thresholds, to this PNG."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Impostor statistics of gait and appearance scores, stored with the model for score fusion.
+
+    Runs the GADER pipeline on every sequence: gait frames to GAR, the rest to the RGB branch.
+
+    Measures each score over the pairs of different people, and the two scores' correlation.
+
+    Fusion standardises by them, so that the two models' scores can be summed (gader.pipeline.fuse), and sums them
+    with the gait weight that retrieves these people best (leave-one-out mAP, weights 0 to 1 by 0.05)."""
+    import torch
+
+    from gader.data import open_dataset
+    from gader.model_io import ModelCard, writable_model
+    from gader.pipeline import (
+        DEFAULT_GAIT_WEIGHT,
+        JOINT,
+        GaderPipeline,
+        PipelineConfig,
+        choose_gait_weight,
+        fused_operating_points,
+        modality_statistics,
+    )
+    from gader.plots import image_path, plot_fused_scores
+    from gader.progress import progress
+
+    plot = None if plot is None else image_path(plot)  # a bad name is refused before the work
+    path = writable_model(model, "gader calibrate-fusion")
+    config = PipelineConfig(fallback_whole_sequence=fallback)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipeline = GaderPipeline.load(path, detector, config, device=device)
+    if pipeline.model.rgb is None:
+        raise GaderError(f"{model} ships no RGB branch (rgb.safetensors): it has no appearance score to fuse")
+    dataset = open_dataset(data)
+    if len(dataset) == 0:
+        raise GaderError(f"{data}: no sequences")
+    results, subjects, short = [], [], 0
+    for record in progress(dataset, total=len(dataset), desc="calibrating fusion", unit="seq"):
+        if record.rgb is None:  # checked before any work on it, so data without crops fails at once
+            raise GaderError(f"{data}: sequence {record.key} has no RGB crops; fusion needs both modalities")
+        if record.frames < config.min_frames:
+            short += 1
+            continue
+        results.append(pipeline.process(record))
+        subjects.append(record.subject)
+    if not results:
+        raise GaderError(f"{data}: no sequence of at least {config.min_frames} frames ({short} shorter ones skipped)")
+    statistics = modality_statistics(results, subjects)
+    try:
+        weight, mean_ap = choose_gait_weight(results, subjects, statistics)
+        statistics[JOINT]["gait_weight"] = weight
+    except GaderError as exc:  # the statistics still hold; the pipeline then fuses with the default weight
+        weight, mean_ap = None, {}
+        err_console.print(
+            f"[yellow]warning:[/yellow] no gait weight chosen on {data} ({exc}); the pipeline will use "
+            f"{DEFAULT_GAIT_WEIGHT:g}"
+        )
+    try:
+        points = fused_operating_points(
+            results, subjects, DEFAULT_GAIT_WEIGHT if weight is None else weight, statistics
+        )
+    except GaderError as exc:  # the statistics still hold; scores then come without a calibrated decision
+        points = {"operating_points": {}, "unresolved": [], "problem": str(exc)}
+        err_console.print(f"[yellow]warning:[/yellow] no operating points for fused scores on {data} ({exc})")
+    card = ModelCard.from_json((path / "model.json").read_text(), str(path))
+    card.fusion_statistics = statistics
+    if "problem" in points:
+        card.fusion_operating_points = {}
+    else:  # thresholds over all pairs, and over each kind of pair (what a decision on a pair of that kind uses)
+        tables = {"all": points["operating_points"]}
+        tables.update({kind: found["operating_points"] for kind, found in points["by_kind"].items()})
+        card.fusion_operating_points = {
+            table: {name: round(value, 6) for name, value in thresholds.items()} for table, thresholds in tables.items()
+        }
+    card.metrics["fusion_calibration"] = {
+        "data": str(data),
+        "detector": detector,
+        "fallback_whole_sequence": fallback,
+        "sequences": len(results),
+        "people": len(set(subjects)),
+        "skipped_short_sequences": short,
+        # leave-one-out retrieval mAP (%) of the fused scores for each gait weight tried
+        "map_by_gait_weight": {f"{w:g}": round(100 * value, 3) for w, value in mean_ap.items()},
+        # thresholds on the fused score, the true match rate (%) there, and the false match rate (%) each kind of
+        # pair (scored on gait only, appearance only, both) gets at them
+        "operating_points": {"problem": points["problem"]}
+        if "problem" in points
+        else {
+            **{key: points[key] for key in ("genuine_pairs", "impostor_pairs", "unresolved")},
+            "tmr": {name: round(100 * value, 3) for name, value in points["tmr"].items()},
+            "fmr_by_pairs": {
+                name: {kind: None if rate is None else round(100 * rate, 4) for kind, rate in rates.items()}
+                for name, rates in points["fmr_by_pairs"].items()
+            },
+            "by_kind": {
+                kind: {
+                    **{key: found[key] for key in ("genuine_pairs", "impostor_pairs", "unresolved")},
+                    "tmr": {name: round(100 * value, 3) for name, value in found["tmr"].items()},
+                }
+                for kind, found in points["by_kind"].items()
+            },
+        },
+    }
+    (path / "model.json").write_text(card.to_json())
+    if plot is not None and "problem" not in points:
+        plot = plot_fused_scores(
+            points["scores"]["genuine"],
+            points["scores"]["impostors"],
+            points["operating_points"],
+            plot,
+            title=f"{card.id}: fused scores on {len(set(subjects))} calibration people",
+        )
+        err_console.print(f"wrote {plot}")
+    if as_json:
+        print_json(
+            {
+                "fusion_statistics": statistics,
+                "fusion_operating_points": card.fusion_operating_points,
+                **card.metrics["fusion_calibration"],
+            }
+        )
+        return
+    _print_fusion_calibration(
+        path, len(results), subjects, short, config.min_frames, statistics, weight, mean_ap, points
+    )
+
+
+def _print_fusion_calibration(
+    path: Path,
+    sequences: int,
+    subjects: list[str],
+    short: int,
+    min_frames: int,
+    statistics: dict[str, Any],
+    weight: float | None,
+    mean_ap: dict[float, float],
+    points: dict[str, Any],
+) -> None:
+    """calibrate-fusion's report for a person, on stderr: statistics, the weight, the thresholds."""
+    from gader.pipeline import ALONE, DEFAULT_GAIT_WEIGHT
+
+    skipped = f" ({short} sequence{'s' * (short != 1)} under {min_frames} frames skipped)" if short else ""
+    err_console.print(f"calibrated fusion of {path} on {sequences} sequences of {len(set(subjects))} people{skipped}:")
+    for modality in ("gait", "appearance"):
+        for section, what in ((modality, modality), (ALONE[modality], f"{modality}, pairs sharing it alone")):
+            if section in statistics:
+                values = statistics[section]
+                err_console.print(
+                    f"  {what}: impostor similarity {values['impostor_mean']:.4f} +- {values['impostor_std']:.4f} "
+                    f"({values['impostor_pairs']:,} pairs)"
+                )
+    joint = statistics["joint"]
+    err_console.print(
+        f"  correlation of the two over impostor pairs: {joint['impostor_correlation']:.3f} "
+        f"({joint['impostor_pairs']:,} pairs with both)"
+    )
+    if weight is not None:
+        err_console.print(
+            f"  gait weight {weight:g}: leave-one-out retrieval mAP {100 * mean_ap[weight]:.2f} % (gait alone where "
+            f"both exist: {100 * mean_ap[1.0]:.2f} %; {DEFAULT_GAIT_WEIGHT:g}: "
+            f"{100 * mean_ap[DEFAULT_GAIT_WEIGHT]:.2f} %; appearance alone where both exist: "
+            f"{100 * mean_ap[0.0]:.2f} %)"
+        )
+    if "problem" in points:
+        return
+    by_kind = {kind: found["impostor_pairs"] for kind, found in points["by_kind"].items()}
+    err_console.print(
+        f"  fused score thresholds over {points['genuine_pairs']:,} genuine and {points['impostor_pairs']:,} impostor "
+        f"pairs ({by_kind['gait']:,} scored on gait alone, {by_kind['appearance']:,} on appearance alone, "
+        f"{by_kind['both']:,} on both):"
+    )
+    for name, threshold in points["operating_points"].items():
+        rates = ", ".join(
+            f"{kind} {'-' if rate is None else f'{100 * rate:.3f} %'}"
+            for kind, rate in points["fmr_by_pairs"][name].items()
+        )
+        err_console.print(
+            f"    {name}: {threshold:.3f} impostor deviations, TMR {100 * points['tmr'][name]:.2f} %; "
+            f"false match rate by pairs: {rates}"
+        )
+    for name in points["unresolved"]:
+        err_console.print(f"    {name}: not set, {points['impostor_pairs']:,} impostor pairs cannot resolve it")
+    err_console.print("  per kind of pair (what a decision on a pair of that kind uses):")
+    for kind, found in points["by_kind"].items():
+        if not found["impostor_pairs"]:
+            continue
+        thresholds = ", ".join(
+            f"{name} {value:.3f} (TMR {100 * found['tmr'][name]:.2f} %)"
+            for name, value in found["operating_points"].items()
+        )
+        unresolved = f"; unresolved: {', '.join(found['unresolved'])}" if found["unresolved"] else ""
+        err_console.print(
+            f"    scored on {kind} ({found['genuine_pairs']:,} genuine, {found['impostor_pairs']:,} impostor pairs): "
+            f"{thresholds or 'none'}{unresolved}"
+        )
