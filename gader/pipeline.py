@@ -25,7 +25,8 @@ standardised score of the modality both sides share; ``None`` when they share no
 Without statistics, the modalities are never summed: gait where both sides have it, else appearance.
 
 A pair that shares one modality alone is standardised by that modality's impostor statistics over such pairs
-(``gait_alone`` / ``appearance_alone`` in the card, where calibration saw at least ``MIN_ALONE_PAIRS`` of them):
+(``gait_alone`` / ``appearance_alone`` in the card, where calibration saw at least ``MIN_ALONE_PAIRS`` of them;
+the modality's own section then covers the pairs that share both, so that each kind is centred on its impostors):
 what a side lacks says how it was routed, and that moves its scores. A sequence without usable gait goes to the
 RGB branch whole, and whole sequences score higher against other people than the leftover stretches of
 usable ones; standardised by the shared statistics, appearance-only pairs passed a fused threshold 2.3–2.8x as
@@ -117,8 +118,8 @@ def _combine(gait, look, gait_weight: float, statistics: Mapping[str, Mapping[st
     """Weighted sum of two standardised scores, rescaled by its impostor spread (given their correlation) so
     that it stays standardised, so that one threshold means about the same false match rate whether a pair was
     scored on one modality or on both. How nearly it does is measured per kind of pair by
-    ``fused_operating_points`` (shipped GAR: within 1.6x of each other; a modality's score over whole unusable
-    sequences sits higher than over the leftover stretches it was mostly calibrated on: docs/models.md)."""
+    ``fused_operating_points``, which also sets thresholds per kind, so that decisions need not rely on it
+    (docs/models.md)."""
     rho = statistics[JOINT]["impostor_correlation"]
     spread = np.sqrt(gait_weight**2 + (1 - gait_weight) ** 2 + 2 * gait_weight * (1 - gait_weight) * rho)
     return (gait_weight * gait + (1 - gait_weight) * look) / spread
@@ -366,8 +367,10 @@ def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> d
     """Impostor statistics over every pair of results of different people: per modality (over the pairs that
     both carry it) ``{"gait"|"appearance": {"impostor_mean", "impostor_std", "impostor_pairs"}}``, and
     ``{"joint": {"impostor_correlation", "impostor_pairs"}}`` over the pairs that carry both (0 when fewer than
-    3 do): what ``fuse`` standardises and rescales with. Measure them on people the model has not seen
-    (``gader calibrate-fusion``)."""
+    3 do): what ``fuse`` standardises and rescales with. Where at least ``MIN_ALONE_PAIRS`` impostor pairs share
+    a modality alone, they get their own section (``gait_alone`` / ``appearance_alone``) and the modality's
+    section is measured over the other pairs, those that share both. Measure them on people the model has not
+    seen (``gader calibrate-fusion``)."""
     labels = np.asarray(subjects)
     if len(results) != len(labels):
         raise GaderError(f"{len(results)} results but {len(labels)} subjects")
@@ -405,18 +408,25 @@ def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> d
     if both.sum() >= 3 and gait[both].std() > 1e-9 and look[both].std() > 1e-9:
         rho = float(np.corrcoef(gait[both], look[both])[0, 1])
     statistics[JOINT] = {"impostor_correlation": rho, "impostor_pairs": int(both.sum())}
-    for modality, (similarity, alone) in (
-        ("gait", (gait, has_gait & ~has_look)),
-        ("appearance", (look, has_look & ~has_gait)),
+    for modality, (similarity, present, alone) in (
+        ("gait", (gait, has_gait, has_gait & ~has_look)),
+        ("appearance", (look, has_look, has_look & ~has_gait)),
     ):
-        impostor = similarity[alone & different & upper]
-        if impostor.size >= MIN_ALONE_PAIRS and impostor.std() > 1e-9:
-            statistics[ALONE[modality]] = {
-                "impostor_mean": float(impostor.mean()),
-                "impostor_std": float(impostor.std()),
-                "impostor_pairs": int(impostor.size),
-            }
+        lone = similarity[alone & different & upper]
+        rest = similarity[present & ~alone & different & upper]  # the pairs that also share the other modality
+        if lone.size >= MIN_ALONE_PAIRS and rest.size >= 2 and lone.std() > 1e-9 and rest.std() > 1e-9:
+            # Split: each kind standardised by its own pairs, so that both kinds are centred where impostors lie
+            statistics[ALONE[modality]] = _impostor_section(lone)
+            statistics[modality] = _impostor_section(rest)
     return statistics
+
+
+def _impostor_section(impostor: np.ndarray) -> dict[str, float]:
+    return {
+        "impostor_mean": float(impostor.mean()),
+        "impostor_std": float(impostor.std()),
+        "impostor_pairs": int(impostor.size),
+    }
 
 
 def route(frames: int, detection: DetectionReport | None, config: PipelineConfig) -> tuple[np.ndarray, bool]:
@@ -541,7 +551,7 @@ class GaderPipeline:
     def similarity(self, a: PipelineResult, b: PipelineResult) -> float | None:
         """``fuse`` with this pipeline's gait weight and its model's fusion statistics: a standardised score
         (impostor standard deviations) when the card has them, else the raw similarity of the one modality used.
-        Neither is on the scale of the card's operating points, which are for the service's gait similarity."""
+        ``operating_points`` gives the calibrated thresholds that apply to it."""
         statistics = self._fusion_statistics()
         return fuse(a, b, self._gait_weight(statistics), statistics)
 
@@ -576,37 +586,43 @@ class GaderPipeline:
         """The calibrated thresholds ({"fmr=1e-3": threshold, ...}) that apply to ``similarity(a, b)``, and why
         (or why none do). With fusion statistics: the fused score's thresholds from ``gader calibrate-fusion`` for
         pairs of this pair's kind (scored on gait alone, appearance alone or both), the all-pairs threshold where
-        too few pairs of the kind could set one; valid at the weight they were measured at. Without: the raw gait
+        calibration set none for the kind; for pairs scored on both, valid at the weight they were measured at; a
+        routing other than the calibration's is said in the reason. Without: the raw gait
         similarity is the service's, so the card's operating points (``gader calibrate``) apply where both sides
         have gait; a raw appearance score has none."""
         statistics = self._fusion_statistics()
         card = self.model.card
         if statistics is not None:
             tables = card.fusion_operating_points
-            if not tables.get("all"):
+            if not tables:
                 return {}, f"model {card.id} has no operating points for fused scores: re-run gader calibrate-fusion"
+            if not tables.get("all"):
+                return {}, f"gader calibrate-fusion set no operating point for model {card.id}: too few pairs"
+            kind = pair_kind(a, b)
+            if kind is None:
+                return {}, "the two share no modality"
             calibrated = statistics[JOINT].get("gait_weight", DEFAULT_GAIT_WEIGHT)
             weight = self._gait_weight(statistics)
-            if abs(weight - calibrated) > 1e-9:
+            if kind == "both" and abs(weight - calibrated) > 1e-9:  # the weight only enters pairs scored on both
                 return (
                     {},
                     f"the fused score's operating points were calibrated at gait weight {calibrated:g}, not {weight:g}",
                 )
-            kind = pair_kind(a, b)
-            if kind is None:
-                return {}, "the two share no modality"
             own = tables.get(kind, {})
             points = {name: own.get(name, pooled) for name, pooled in tables["all"].items()}
             basis = f"fused-score thresholds for pairs scored on {kind} (gader calibrate-fusion)"
             borrowed = [name for name in points if name not in own]
             if borrowed:
-                basis += f"; {', '.join(borrowed)} from all pairs (too few pairs scored on {kind} to set it)"
-            routed = card.metrics.get("fusion_calibration", {}).get("fallback_whole_sequence")
+                basis += f"; {', '.join(borrowed)} from all pairs (calibration set none for pairs scored on {kind})"
+            calibration = card.metrics.get("fusion_calibration", {})
+            routed = calibration.get("fallback_whole_sequence")
             if routed is not None and bool(routed) != self.config.fallback_whole_sequence:
                 basis += (
                     f"; calibrated with fallback_whole_sequence {'on' if routed else 'off'} and used with it "
                     f"{'off' if routed else 'on'}: sequences without usable gait are scored otherwise"
                 )
+            if calibration.get("detector") and not (self.config.use_detector and self.detector is not None):
+                basis += f"; calibrated with the detector {calibration['detector']} and used without one"
             return points, basis
         if a.embedding is None or b.embedding is None:
             return {}, f"model {card.id} has no operating points for appearance scores"

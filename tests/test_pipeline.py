@@ -241,6 +241,17 @@ def test_pairs_that_share_one_modality_alone_get_their_own_statistics_when_there
         assert section["impostor_pairs"] == len(alone) >= MIN_ALONE_PAIRS
         assert section["impostor_mean"] == pytest.approx(np.mean(alone))
         assert section["impostor_std"] == pytest.approx(np.std(alone))
+        # ... and the modality's own section then covers the other pairs, those that share both modalities
+        rest = [
+            (1 + part_cosine(getattr(results[i], field), getattr(results[j], field))) / 2
+            for i in range(len(results))
+            for j in range(i + 1, len(results))
+            if subjects[i] != subjects[j]
+            and all(getattr(r, f) is not None for r in (results[i], results[j]) for f in ("embedding", "appearance"))
+        ]
+        assert statistics[modality]["impostor_pairs"] == len(rest) > 0
+        assert statistics[modality]["impostor_mean"] == pytest.approx(np.mean(rest))
+        assert statistics[modality]["impostor_std"] == pytest.approx(np.std(rest))
     check_fusion_statistics(statistics, "calibrated here")
     few = modality_statistics(results[:20], subjects[:20])  # too few pairs of each lone kind
     assert "gait_alone" not in few and "appearance_alone" not in few and {"gait", "appearance", "joint"} <= set(few)
@@ -500,7 +511,8 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     assert no_rgb.returncode == 1 and "ships no RGB branch" in no_rgb.stderr
 
 
-def test_fused_operating_points_by_hand():
+@pytest.mark.parametrize("statistics", [STATISTICS, STATISTICS_BY_KIND], ids=["shared", "by-kind"])
+def test_fused_operating_points_by_hand(statistics):
     """Thresholds on the fused score at each false match rate, checked against a brute-force oracle over every
     pair once: the lowest score at which no more than that share of impostor pairs is accepted, the share of
     genuine pairs accepted there, and the false match rate of each kind of pair at it."""
@@ -525,13 +537,13 @@ def test_fused_operating_points_by_hand():
         )
     subjects = [f"p{p}" for p in people]
     fmrs = (0.1, 0.02, 1e-3)
-    found = fused_operating_points(results, subjects, 0.6, STATISTICS, fmrs)
+    found = fused_operating_points(results, subjects, 0.6, statistics, fmrs)
 
     genuine = {"gait": [], "appearance": [], "both": []}
     impostor = {"gait": [], "appearance": [], "both": []}
     for i in range(len(results)):
         for j in range(i + 1, len(results)):
-            score = fuse(results[i], results[j], 0.6, STATISTICS)
+            score = fuse(results[i], results[j], 0.6, statistics)
             if score is None:
                 continue  # gait-only against appearance-only: no shared modality
             a, b = results[i], results[j]
@@ -571,7 +583,7 @@ def test_fused_operating_points_by_hand():
     assert all("fmr=1e-3" in found["by_kind"][kind]["unresolved"] for kind in impostor)
     assert "fmr=1e-3" not in found["operating_points"]
     with pytest.raises(GaderError, match="pairs of the same person and of different people, got 0"):
-        fused_operating_points(results[::4], subjects[::4], 0.6, STATISTICS)  # one sequence per person
+        fused_operating_points(results[::4], subjects[::4], 0.6, statistics)  # one sequence per person
 
 
 def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrated_points(synth_wild, tmp_path):
@@ -603,6 +615,14 @@ def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrate
     a, b = pipeline.process(first), pipeline.process(same)
     assert report["score"] == pytest.approx(pipeline.similarity(a, b), abs=1e-5)
     assert report["scale"] == "impostor standard deviations" and report["scored_on"] in ("gait", "both")
+    # the score is the documented rule over the standardised parts it reports
+    z = report["standardised"]
+    if report["scored_on"] == "both":
+        w, rho = report["gait_weight"], pipeline.model.card.fusion_statistics["joint"]["impostor_correlation"]
+        expected = (w * z["gait"] + (1 - w) * z["appearance"]) / np.sqrt(w**2 + (1 - w) ** 2 + 2 * w * (1 - w) * rho)
+    else:
+        expected = z["gait"]
+    assert report["score"] == pytest.approx(expected, abs=1e-6)
     assert report["first"]["gait_fraction"] == pytest.approx(a.detection.gait_fraction, abs=1e-4)
     assert report["second"]["gait_frames_embedded"] == b.embedded_frames
     tables = pipeline.model.card.fusion_operating_points
@@ -616,8 +636,12 @@ def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrate
     # Another weight than the calibrated one: the score changes where both modalities are fused, and no
     # decision is claimed from thresholds set for another weight
     other = json.loads(gader("compare", *files, "--model", "synth-wild-gar", "--gait-weight", "0.3", "--json").stdout)
-    assert other["operating_points"] == {} and other["match"] == {}
-    assert "calibrated at gait weight 0.75, not 0.3" in other["operating_points_basis"]
+    calibrated = pipeline.model.card.fusion_statistics["joint"]["gait_weight"]
+    if kind == "both":  # the weight enters only pairs scored on both modalities
+        assert other["operating_points"] == {} and other["match"] == {}
+        assert f"calibrated at gait weight {calibrated:g}, not 0.3" in other["operating_points_basis"]
+    else:
+        assert other["operating_points"] == points and other["score"] == report["score"]
     # Routed otherwise than the calibration: the decision stands, with the caveat said
     unfallen = json.loads(
         gader("compare", *files, "--model", "synth-wild-gar", "--no-fallback-whole-sequence", "--json").stdout
@@ -699,13 +723,18 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
     assert points == {"fmr=1e-2": 2.1, "fmr=1e-3": 3.1} and "pairs scored on gait" in basis and "from all" not in basis
     points, basis = pipeline.operating_points(look_only, both)
     assert points == {"fmr=1e-2": 2.5, "fmr=1e-3": 3.0}
-    assert "fmr=1e-3 from all pairs (too few pairs scored on appearance to set it)" in basis
+    assert "fmr=1e-3 from all pairs (calibration set none for pairs scored on appearance)" in basis
     points, _ = pipeline.operating_points(both, both)
     assert points == {"fmr=1e-2": 2.0, "fmr=1e-3": 3.0}  # the kind has no table: every rate from all pairs
     assert pipeline.operating_points(gait_only, look_only) == ({}, "the two share no modality")
     other = GaderPipeline(pipeline.model, None, PipelineConfig(gait_weight=0.5))
     points, basis = other.operating_points(both, both)
     assert points == {} and "calibrated at gait weight 0.8, not 0.5" in basis
+    points, _ = other.operating_points(gait_only, both)  # the weight does not enter a pair scored on gait alone
+    assert points == {"fmr=1e-2": 2.1, "fmr=1e-3": 3.1}
+    card.fusion_operating_points = {"all": {}, "gait": {}}
+    points, basis = pipeline.operating_points(both, both)
+    assert points == {} and "set no operating point for model test-gar: too few pairs" in basis
     card.fusion_operating_points = {}
     points, basis = pipeline.operating_points(both, both)
     assert points == {} and "re-run gader calibrate-fusion" in basis

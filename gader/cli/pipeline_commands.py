@@ -109,6 +109,9 @@ def compare(
             sides.append(_side(str(file), record.frames, result))
     breakdown = pipeline.score_breakdown(*results)
     points, basis = pipeline.operating_points(*results)
+    calibrated_with = loaded.card.metrics.get("fusion_calibration", {}).get("detector")
+    if points and loaded.card.fusion_statistics and not no_detector and calibrated_with not in (None, detector):
+        basis += f"; calibrated with the detector {calibrated_with}, used with {detector}"
     score = breakdown["score"]
     decisions = {name: score >= threshold for name, threshold in points.items()} if score is not None else {}
     report = {
@@ -171,7 +174,11 @@ def calibrate_fusion(
     Measures each score over the pairs of different people, and the two scores' correlation.
 
     Fusion standardises by them, so that the two models' scores can be summed (gader.pipeline.fuse), and sums them
-    with the gait weight that retrieves these people best (leave-one-out mAP, weights 0 to 1 by 0.05)."""
+    with the gait weight that retrieves these people best (leave-one-out mAP, weights 0 to 1 by 0.05). Pairs that
+    share one modality alone get their own statistics when there are enough of them.
+
+    Then sets thresholds on the fused score at FMR 1e-2, 1e-3 and 1e-4, over all pairs and for each kind of pair
+    (gait alone, appearance alone, both), which gader compare decides with; --plot draws the score curves."""
     import torch
 
     from gader.data import open_dataset
