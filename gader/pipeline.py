@@ -159,6 +159,22 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
         raise GaderError(f"{where}: fusion_statistics.joint.gait_weight must lie in [0, 1]")
 
 
+def check_fused_operating_points(tables: Any, where: str) -> None:
+    """A card's fused-score thresholds, ``{"all"|"gait"|"appearance"|"both": {"fmr=1e-3": number}}``, checked
+    where they are used: a hand-edited card fails with a message naming the card and the entry."""
+    if not isinstance(tables, Mapping):
+        raise GaderError(f"{where}: fusion_operating_points must map kinds of pair to thresholds")
+    for table, thresholds in tables.items():
+        if table not in ("all", "gait", "appearance", "both") or not isinstance(thresholds, Mapping):
+            raise GaderError(
+                f"{where}: fusion_operating_points.{table} is not a table of thresholds for all, gait, appearance or "
+                "both; re-run gader calibrate-fusion"
+            )
+        for name, value in thresholds.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise GaderError(f"{where}: fusion_operating_points.{table}.{name} is not a finite number")
+
+
 def fuse(
     a: PipelineResult,
     b: PipelineResult,
@@ -594,6 +610,7 @@ class GaderPipeline:
         card = self.model.card
         if statistics is not None:
             tables = card.fusion_operating_points
+            check_fused_operating_points(tables, f"model {card.id}")
             if not tables:
                 return {}, f"model {card.id} has no operating points for fused scores: re-run gader calibrate-fusion"
             if not tables.get("all"):
@@ -642,6 +659,7 @@ __all__ = [
     "GaderPipeline",
     "PipelineConfig",
     "PipelineResult",
+    "check_fused_operating_points",
     "check_fusion_statistics",
     "choose_gait_weight",
     "fuse",

@@ -732,6 +732,15 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
     assert points == {} and "calibrated at gait weight 0.8, not 0.5" in basis
     points, _ = other.operating_points(gait_only, both)  # the weight does not enter a pair scored on gait alone
     assert points == {"fmr=1e-2": 2.1, "fmr=1e-3": 3.1}
+    for bad, message in (
+        ({"all": {"fmr=1e-2": "2.0"}}, r"fusion_operating_points\.all\.fmr=1e-2 is not a finite number"),
+        ({"all": {"fmr=1e-2": float("nan")}}, "is not a finite number"),
+        ({"walking": {}}, r"fusion_operating_points\.walking is not a table of thresholds"),
+        ({"all": 2.0}, r"fusion_operating_points\.all is not a table"),
+    ):  # a hand-edited card: refused by name, not a TypeError at the comparison
+        card.fusion_operating_points = bad
+        with pytest.raises(GaderError, match=f"model test-gar: .*{message}"):
+            pipeline.operating_points(both, both)
     card.fusion_operating_points = {"all": {}, "gait": {}}
     points, basis = pipeline.operating_points(both, both)
     assert points == {} and "set no operating point for model test-gar: too few pairs" in basis
