@@ -217,9 +217,17 @@ def _modality_scores(
     where both sides have it (bool [Np, Ng]) -> (gait, has_gait, appearance, has_appearance)."""
     gait, has_gait = _similarity_01([r.embedding for r in probes], [r.embedding for r in gallery])
     look, has_look = _similarity_01([r.appearance for r in probes], [r.appearance for r in gallery])
-    if statistics is not None:
-        gait = _standardise_by_kind(gait, has_gait & ~has_look, statistics, "gait")
-        look = _standardise_by_kind(look, has_look & ~has_gait, statistics, "appearance")
+    raw = gait, has_gait, look, has_look
+    return raw if statistics is None else _standardised(raw, statistics)
+
+
+def _standardised(
+    raw: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], statistics: Mapping[str, Mapping[str, float]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_modality_scores`` without statistics -> the same with them: each pair by the sections its kind takes."""
+    gait, has_gait, look, has_look = raw
+    gait = _standardise_by_kind(gait, has_gait & ~has_look, statistics, "gait")
+    look = _standardise_by_kind(look, has_look & ~has_gait, statistics, "appearance")
     return gait, has_gait, look, has_look
 
 
@@ -467,9 +475,16 @@ def route(frames: int, detection: DetectionReport | None, config: PipelineConfig
 
 
 class GaderPipeline:
-    def __init__(self, model: LoadedModel, detector: GaitDetector | None, config: PipelineConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        detector: GaitDetector | None,
+        config: PipelineConfig | None = None,
+        detector_name: str | None = None,  # what it was loaded as; operating_points compares it with calibration's
+    ) -> None:
         self.model = model
         self.detector = detector
+        self.detector_name = detector_name
         self.config = config or PipelineConfig()
         self.device = next(model.embedder.parameters()).device
 
@@ -483,7 +498,7 @@ class GaderPipeline:
     ) -> GaderPipeline:
         loaded = load_model(model, device=device, with_rgb=True)
         gait_detector = load_detector(detector, device)[0] if detector is not None else None
-        return cls(loaded, gait_detector, config)
+        return cls(loaded, gait_detector, config, None if detector is None else str(detector))
 
     @property
     def model_id(self) -> str:
@@ -577,20 +592,22 @@ class GaderPipeline:
         used (``"gait"``, ``"appearance"``, ``"both"`` or ``None``) and the gait weight."""
         statistics = self._fusion_statistics()
         weight = self._gait_weight(statistics)
-        gait, has_gait, look, has_look = _modality_scores([a], [b], None)
+        raw_scores = _modality_scores([a], [b], None)  # one computation of the two similarities, [1, 1] each
+        scores = raw_scores if statistics is None else _standardised(raw_scores, statistics)
+        gait, has_gait, look, has_look = raw_scores
         raw = {"gait": float(gait[0, 0]) if has_gait[0, 0] else None}
         raw["appearance"] = float(look[0, 0]) if has_look[0, 0] else None
         standardised = {"gait": None, "appearance": None}
-        if statistics is not None:  # each modality by the section its pair's kind takes (_modality_scores)
-            z_gait, _, z_look, _ = _modality_scores([a], [b], statistics)
-            for modality, z in (("gait", z_gait), ("appearance", z_look)):
+        if statistics is not None:
+            for modality, z in (("gait", scores[0]), ("appearance", scores[2])):
                 if raw[modality] is not None:
                     standardised[modality] = float(z[0, 0])
+        fused = float(_fused_matrix(scores, weight, statistics)[0, 0])  # fuse's rule, on the scores above
         used = pair_kind(a, b)
         if statistics is None and used == "both":
             used = "gait"  # raw scores of two models are never summed
         return {
-            "score": fuse(a, b, weight, statistics),
+            "score": None if math.isnan(fused) else fused,
             "scale": "impostor standard deviations" if statistics is not None else "similarity in [0, 1]",
             "scored_on": used,
             "gait_weight": weight if used == "both" else None,
@@ -638,8 +655,11 @@ class GaderPipeline:
                     f"; calibrated with fallback_whole_sequence {'on' if routed else 'off'} and used with it "
                     f"{'off' if routed else 'on'}: sequences without usable gait are scored otherwise"
                 )
-            if calibration.get("detector") and not (self.config.use_detector and self.detector is not None):
-                basis += f"; calibrated with the detector {calibration['detector']} and used without one"
+            calibrated_with = calibration.get("detector")
+            if calibrated_with and not (self.config.use_detector and self.detector is not None):
+                basis += f"; calibrated with the detector {calibrated_with} and used without one"
+            elif calibrated_with and self.detector_name not in (None, calibrated_with):
+                basis += f"; calibrated with the detector {calibrated_with}, used with {self.detector_name}"
             return points, basis
         if a.embedding is None or b.embedding is None:
             return {}, f"model {card.id} has no operating points for appearance scores"

@@ -721,6 +721,21 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
                                   PipelineResult(None, None, e, 0, 1, "m"))  # fmt: skip
     points, basis = pipeline.operating_points(gait_only, both)
     assert points == {"fmr=1e-2": 2.1, "fmr=1e-3": 3.1} and "pairs scored on gait" in basis and "from all" not in basis
+    # a routing other than the calibration's is said beside the thresholds
+    card.metrics["fusion_calibration"] = {"detector": "gader-detector", "fallback_whole_sequence": False}
+    _, basis = pipeline.operating_points(gait_only, both)
+    assert "calibrated with the detector gader-detector and used without one" in basis
+    _, basis = GaderPipeline(pipeline.model, None, pipeline.config, "my-detector").operating_points(gait_only, both)
+    assert "calibrated with the detector gader-detector and used without one" in basis  # no detector object
+    named = GaderPipeline.load(artifacts / "model", artifacts / "detector")
+    named.model.card.fusion_statistics, named.model.card.fusion_operating_points = (
+        card.fusion_statistics,
+        {"all": {"fmr=1e-2": 2.0}},
+    )
+    named.model.card.metrics["fusion_calibration"] = card.metrics["fusion_calibration"]
+    _, basis = named.operating_points(gait_only, both)
+    assert f"calibrated with the detector gader-detector, used with {artifacts / 'detector'}" in basis
+    card.metrics.pop("fusion_calibration")
     points, basis = pipeline.operating_points(look_only, both)
     assert points == {"fmr=1e-2": 2.5, "fmr=1e-3": 3.0}
     assert "fmr=1e-3 from all pairs (calibration set none for pairs scored on appearance)" in basis

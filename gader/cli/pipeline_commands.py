@@ -98,7 +98,7 @@ def compare(
         fallback = bool(calibration.get("fallback_whole_sequence", False))
     config = PipelineConfig(use_detector=not no_detector, gait_weight=gait_weight, fallback_whole_sequence=fallback)
     gait_detector = None if no_detector else load_detector(detector)[0]
-    pipeline = GaderPipeline(loaded, gait_detector, config)
+    pipeline = GaderPipeline(loaded, gait_detector, config, None if no_detector else detector)
     limits = InputLimits(video_fps=fps, segmenter=segmenter)
     results, sides = [], []
     with torch.inference_mode():
@@ -109,9 +109,6 @@ def compare(
             sides.append(_side(str(file), record.frames, result))
     breakdown = pipeline.score_breakdown(*results)
     points, basis = pipeline.operating_points(*results)
-    calibrated_with = loaded.card.metrics.get("fusion_calibration", {}).get("detector")
-    if points and loaded.card.fusion_statistics and not no_detector and calibrated_with not in (None, detector):
-        basis += f"; calibrated with the detector {calibrated_with}, used with {detector}"
     score = breakdown["score"]
     decisions = {name: score >= threshold for name, threshold in points.items()} if score is not None else {}
     report = {
