@@ -15,6 +15,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -162,6 +163,18 @@ def threshold_at_far(curve: RocCurve, far_target: float) -> float:
     """The lowest threshold whose FAR does not exceed the target (the operating point's threshold)."""
     admissible = np.flatnonzero(curve.far <= far_target + 1e-15)
     return float(curve.thresholds[admissible[-1]])
+
+
+def impostor_threshold_at_far(impostor: np.ndarray, far_target: float) -> float:
+    """The lowest impostor score whose FAR (share of impostor scores at or above it) does not exceed the target;
+    +inf when none does. What ``threshold_at_far`` gives when no genuine score lies between impostor scores: a
+    threshold needs impostors only, for pairs of a kind that has no genuine pair to draw a curve with."""
+    scores = np.sort(np.asarray(impostor, dtype=np.float64).ravel())[::-1]  # [n], highest first
+    if scores.size == 0 or not np.all(np.isfinite(scores)):
+        raise GaderError("a threshold needs finite impostor scores")
+    run_end = np.flatnonzero(np.r_[scores[1:] != scores[:-1], True])  # accepting ">= score" takes its whole run
+    admissible = np.flatnonzero((run_end + 1) / scores.size <= far_target + 1e-15)
+    return float(scores[run_end[admissible[-1]]]) if admissible.size else math.inf
 
 
 OPERATING_FMRS = (1e-2, 1e-3, 1e-4)  # the false match rates thresholds are calibrated for

@@ -159,6 +159,17 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
         raise GaderError(f"{where}: fusion_statistics.joint.gait_weight must lie in [0, 1]")
 
 
+def _operating_point_fmr(name: Any) -> float | None:
+    """``"fmr=1e-3"`` -> 0.001; None for anything else."""
+    if not isinstance(name, str) or not name.startswith("fmr="):
+        return None
+    try:
+        rate = float(name[len("fmr=") :])
+    except ValueError:
+        return None
+    return rate if 0 < rate < 1 else None
+
+
 def check_fused_operating_points(tables: Any, where: str) -> None:
     """A card's fused-score thresholds, ``{"all"|"gait"|"appearance"|"both": {"fmr=1e-3": number}}``, checked
     where they are used: a hand-edited card fails with a message naming the card and the entry."""
@@ -171,6 +182,8 @@ def check_fused_operating_points(tables: Any, where: str) -> None:
                 "both; re-run gader calibrate-fusion"
             )
         for name, value in thresholds.items():
+            if _operating_point_fmr(name) is None:
+                raise GaderError(f"{where}: fusion_operating_points.{table}.{name} is not named fmr=<rate>")
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise GaderError(f"{where}: fusion_operating_points.{table}.{name} is not a finite number")
 
@@ -319,18 +332,26 @@ def choose_gait_weight(
 def _thresholds(genuine: np.ndarray, impostor: np.ndarray, fmrs: tuple[float, ...]) -> dict[str, Any]:
     """Thresholds at each false match rate over these pairs' scores -> {"operating_points": {name: threshold},
     "tmr": {name: true match rate}, "unresolved": [names finer than the impostor pairs can resolve],
-    "genuine_pairs", "impostor_pairs"}."""
+    "genuine_pairs", "impostor_pairs"}.
+
+    A threshold is the lowest score whose false match rate over the impostor pairs stays within the target
+    (``metrics.threshold_at_far``). It needs impostor pairs only: pairs with no genuine pair among them still
+    get thresholds, without a true match rate (``tmr`` leaves them out)."""
     found: dict[str, Any] = {"operating_points": {}, "tmr": {}, "unresolved": []}
     found.update(genuine_pairs=int(genuine.size), impostor_pairs=int(impostor.size))
     curve = metrics.roc_curve(genuine, impostor) if genuine.size and impostor.size else None
     for fmr in fmrs:
         name = metrics.operating_point_name(fmr)
-        threshold = None if curve is None else metrics.threshold_at_far(curve, fmr)
+        if curve is not None:
+            threshold = metrics.threshold_at_far(curve, fmr)
+        else:
+            threshold = metrics.impostor_threshold_at_far(impostor, fmr) if impostor.size else None
         if threshold is None or fmr * impostor.size < 1 or not math.isfinite(threshold):  # nothing to set it by
             found["unresolved"].append(name)
             continue
         found["operating_points"][name] = threshold
-        found["tmr"][name] = metrics.tar_at_far(curve, (fmr,))[fmr]
+        if curve is not None:
+            found["tmr"][name] = metrics.tar_at_far(curve, (fmr,))[fmr]
     return found
 
 
@@ -619,7 +640,8 @@ class GaderPipeline:
         """The calibrated thresholds ({"fmr=1e-3": threshold, ...}) that apply to ``similarity(a, b)``, and why
         (or why none do). With fusion statistics: the fused score's thresholds from ``gader calibrate-fusion`` for
         pairs of this pair's kind (scored on gait alone, appearance alone or both), the all-pairs threshold where
-        calibration set none for the kind; for pairs scored on both, valid at the weight they were measured at; a
+        calibration set none for the kind (raised to the kind's own at a coarser rate where that is higher, see
+        ``_kind_thresholds``); for pairs scored on both, valid at the weight they were measured at; a
         routing other than the calibration's is said in the reason. Without: the raw gait
         similarity is the service's, so the card's operating points (``gader calibrate``) apply where both sides
         have gait; a raw appearance score has none."""
@@ -643,11 +665,15 @@ class GaderPipeline:
                     f"the fused score's operating points were calibrated at gait weight {calibrated:g}, not {weight:g}",
                 )
             own = tables.get(kind, {})
-            points = {name: own.get(name, pooled) for name, pooled in tables["all"].items()}
+            points, borrowed, raised = _kind_thresholds(own, tables["all"])
             basis = f"fused-score thresholds for pairs scored on {kind} (gader calibrate-fusion)"
-            borrowed = [name for name in points if name not in own]
             if borrowed:
                 basis += f"; {', '.join(borrowed)} from all pairs (calibration set none for pairs scored on {kind})"
+            if raised:
+                basis += (
+                    f", {', '.join(raised)} raised to this kind's own threshold at a coarser rate (a finer rate "
+                    "never accepts more)"
+                )
             calibration = card.metrics.get("fusion_calibration", {})
             routed = calibration.get("fallback_whole_sequence")
             if routed is not None and bool(routed) != self.config.fallback_whole_sequence:
@@ -666,6 +692,29 @@ class GaderPipeline:
         if not card.operating_points:
             return {}, f"model {card.id} has no calibrated operating points: run gader calibrate"
         return dict(card.operating_points), "gait-similarity thresholds (gader calibrate)"
+
+
+def _kind_thresholds(
+    own: Mapping[str, float], pooled: Mapping[str, float]
+) -> tuple[dict[str, float], list[str], list[str]]:
+    """A kind of pair's thresholds: its own where calibration set them, else the all-pairs one, raised where needed
+    so that a finer false match rate never has a lower threshold than a coarser one of the kind's own (a kind
+    with heavier impostor tails can own a 1e-2 threshold above the all-pairs 1e-3 one). -> (thresholds by name,
+    names borrowed from all pairs, names among those raised)."""
+    points: dict[str, float] = {}
+    borrowed: list[str] = []
+    raised: list[str] = []
+    floor = -math.inf  # the highest threshold at a coarser rate so far
+    for name in sorted(pooled, key=lambda n: -_operating_point_fmr(n)):  # coarse to fine: fmr=1e-2 first
+        if name in own:
+            points[name] = own[name]
+        else:
+            borrowed.append(name)
+            points[name] = max(pooled[name], floor)
+            if points[name] > pooled[name]:
+                raised.append(name)
+        floor = max(floor, points[name])
+    return points, borrowed, raised
 
 
 def pair_kind(a: PipelineResult, b: PipelineResult) -> str | None:

@@ -52,6 +52,22 @@ def test_roc_tar_at_far_and_eer_by_hand():
     assert metrics.threshold_at_far(curve, 0.1) == 0.8
 
 
+def test_a_threshold_from_impostor_scores_alone_by_hand():
+    """For a kind of pair with no genuine pair: the lowest impostor score that accepts no more than the target
+    share of impostors, a tie counted whole; none (inf) when even the highest score accepts too many."""
+    impostor = np.array([0.9, 0.7, 0.7, 0.5, 0.3, 0.1, 0.1, 0.0, -0.2, -0.5])
+    assert metrics.impostor_threshold_at_far(impostor, 0.1) == 0.9
+    assert metrics.impostor_threshold_at_far(impostor, 0.2) == 0.9  # 0.7 would accept 3 of 10: the tie counts
+    assert metrics.impostor_threshold_at_far(impostor, 0.3) == 0.7
+    assert metrics.impostor_threshold_at_far(impostor, 0.05) == np.inf
+    assert metrics.impostor_threshold_at_far(impostor, 1.0) == -0.5
+    # the same as the ROC threshold when no genuine score lies between the impostors
+    curve = metrics.roc_curve(np.array([2.0]), impostor)
+    assert metrics.threshold_at_far(curve, 0.3) == metrics.impostor_threshold_at_far(impostor, 0.3)
+    with pytest.raises(GaderError, match="finite impostor scores"):
+        metrics.impostor_threshold_at_far(np.array([]), 0.1)
+
+
 def test_ties_are_accepted_together():
     curve = metrics.roc_curve(np.array([0.5, 0.5]), np.array([0.5, 0.1]))
     assert curve.far.tolist() == [0.0, 0.5, 1.0] and curve.tar.tolist() == [0.0, 1.0, 1.0]

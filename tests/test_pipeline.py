@@ -1,5 +1,7 @@
 """The GADER pipeline: detection routes gait frames to GAR and the rest to the RGB branch; fusion rule."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -511,19 +513,31 @@ def test_calibrate_fusion_stores_the_statistics_the_pipeline_then_fuses_with(art
     assert no_rgb.returncode == 1 and "ships no RGB branch" in no_rgb.stderr
 
 
+# What each person's four sequences carry, (gait, appearance): "mixed" gives every kind of pair genuine and
+# impostor pairs; in "lone-look" odd people have one appearance-only sequence and nothing else with appearance,
+# so pairs scored on appearance alone are all between different people.
+LAYOUTS = {
+    "mixed": lambda person: [(True, True), (True, False), (False, True), (True, True)],
+    "lone-look": lambda person: (
+        [(True, True), (True, False)] * 2 if person % 2 == 0 else [(False, True)] + [(True, False)] * 3
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("statistics", [STATISTICS, STATISTICS_BY_KIND], ids=["shared", "by-kind"])
-def test_fused_operating_points_by_hand(statistics):
+def test_fused_operating_points_by_hand(statistics, layout, capsys):
     """Thresholds on the fused score at each false match rate, checked against a brute-force oracle over every
     pair once: the lowest score at which no more than that share of impostor pairs is accepted, the share of
-    genuine pairs accepted there, and the false match rate of each kind of pair at it."""
+    genuine pairs accepted there, and the false match rate of each kind of pair at it. A kind of pair without
+    genuine pairs still gets thresholds (they need impostors only), without a true match rate."""
     from gader.pipeline import fused_operating_points
 
     rng = np.random.default_rng(4)
     people = np.repeat(np.arange(6), 4)
-    kinds = [(True, True), (True, False), (False, True), (True, True)]
     results = []
     for i, person in enumerate(people):
-        gait, look = kinds[i % 4]
+        gait, look = LAYOUTS[layout](person)[i % 4]
         centre = np.full((4, 2), float(person))
         results.append(
             PipelineResult(
@@ -570,12 +584,26 @@ def test_fused_operating_points_by_hand(statistics):
         assert found["tmr"][name] == pytest.approx(np.mean(np.array(every_genuine) >= threshold))
         for kind, scores in impostor.items():
             assert found["fmr_by_pairs"][name][kind] == pytest.approx(np.mean(np.array(scores) >= threshold))
-            if genuine[kind] and fmr * len(scores) >= 1:  # each kind's own threshold, over its own pairs
+            if fmr * len(scores) >= 1:  # each kind's own threshold, over its own pairs
                 own = threshold_at(genuine[kind], scores, fmr)
                 assert found["by_kind"][kind]["operating_points"][name] == pytest.approx(own)
-                assert found["by_kind"][kind]["tmr"][name] == pytest.approx(np.mean(np.array(genuine[kind]) >= own))
+                if genuine[kind]:
+                    tmr = np.mean(np.array(genuine[kind]) >= own)
+                    assert found["by_kind"][kind]["tmr"][name] == pytest.approx(tmr)
+                else:
+                    assert name not in found["by_kind"][kind]["tmr"]
             else:
                 assert name in found["by_kind"][kind]["unresolved"]
+    assert bool(genuine["appearance"]) == (layout == "mixed")  # the layouts give what they promise
+    if layout == "lone-look":  # calibrate-fusion's report says so, rather than failing on the missing rate
+        from gader.cli.pipeline_commands import _print_fusion_calibration
+
+        counted = {section: {**values, "impostor_pairs": 1} for section, values in statistics.items()}
+        _print_fusion_calibration(Path("m"), len(results), subjects, 0, 10, counted, None, {}, found)
+        report = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+        appearance = report.split("scored on appearance ")[1]
+        assert appearance.startswith("(0 genuine,") and "fmr=1e-1 " in appearance
+        assert "(no genuine pairs: TMR unknown)" in appearance
     assert sum(len(found["by_kind"][kind]["operating_points"]) for kind in impostor) >= 4  # the oracle ran
     assert 0 < found["operating_points"]["fmr=1e-1"] < found["operating_points"]["fmr=2e-2"]
     # 1e-3 of the impostor pairs is less than one pair: no threshold is claimed for it
@@ -741,6 +769,13 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
     assert "fmr=1e-3 from all pairs (calibration set none for pairs scored on appearance)" in basis
     points, _ = pipeline.operating_points(both, both)
     assert points == {"fmr=1e-2": 2.0, "fmr=1e-3": 3.0}  # the kind has no table: every rate from all pairs
+    # a kind with a heavier impostor tail: its own 1e-2 threshold lies above the all-pairs 1e-3 one, so the
+    # borrowed finer threshold is raised to it (a finer rate must never accept more pairs)
+    card.fusion_operating_points["appearance"] = {"fmr=1e-2": 3.4}
+    points, basis = pipeline.operating_points(look_only, both)
+    assert points == {"fmr=1e-2": 3.4, "fmr=1e-3": 3.4}
+    assert "fmr=1e-3 raised to this kind's own threshold at a coarser rate" in basis
+    card.fusion_operating_points["appearance"] = {"fmr=1e-2": 2.5}
     assert pipeline.operating_points(gait_only, look_only) == ({}, "the two share no modality")
     other = GaderPipeline(pipeline.model, None, PipelineConfig(gait_weight=0.5))
     points, basis = other.operating_points(both, both)
@@ -752,6 +787,7 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
         ({"all": {"fmr=1e-2": float("nan")}}, "is not a finite number"),
         ({"walking": {}}, r"fusion_operating_points\.walking is not a table of thresholds"),
         ({"all": 2.0}, r"fusion_operating_points\.all is not a table"),
+        ({"all": {"strict": 2.0}}, r"fusion_operating_points\.all\.strict is not named fmr=<rate>"),
     ):  # a hand-edited card: refused by name, not a TypeError at the comparison
         card.fusion_operating_points = bad
         with pytest.raises(GaderError, match=f"model test-gar: .*{message}"):

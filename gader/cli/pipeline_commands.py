@@ -353,7 +353,9 @@ def _print_fusion_calibration(
         if not found["impostor_pairs"]:
             continue
         thresholds = ", ".join(
-            f"{name} {value:.3f} (TMR {100 * found['tmr'][name]:.2f} %)"
+            f"{name} {value:.3f} ("
+            + (f"TMR {100 * found['tmr'][name]:.2f} %" if name in found["tmr"] else "no genuine pairs: TMR unknown")
+            + ")"
             for name, value in found["operating_points"].items()
         )
         unresolved = f"; unresolved: {', '.join(found['unresolved'])}" if found["unresolved"] else ""
