@@ -7,10 +7,11 @@ uses it), and when the rows above the hip are. A detector that reads gait from t
 most walkers in the first case. Last, short clips (``SHORT_CLIPS`` frames) of the same walks, and of a
 standing person and a partial body derived from every ``--derived-every``-th of them (as training derives
 them): how many of each are called usable, where only the walks should be. Writes the "detector-real"
-section of docs/models.md.
+section of docs/models.md, and draws every refused sequence above a usable one of the same person and view
+(``--misses-plot``; docs/images/detector-real-misses.png unless ``--print-only``), so a person can judge them.
 
     python -m bench.detector_real [--detector gader-detector] [--config configs/detector/gader-detector.toml]
-                                  [--derived-every 5] [--print-only]
+                                  [--derived-every 5] [--misses-plot PNG] [--print-only]
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from bench.report import update_section
 from gader.data import open_dataset
 from gader.data.record import SequenceRecord
 from gader.detector import DetectorConfig, dhs_of
+from gader.errors import GaderError
 from gader.model_io import load_detector
+from gader.plots import image_path, plot_sequence_strips
 from gader.progress import progress
 from gader.training.detector_data import hold_still, real_partial, real_standing
 from gader.training.detector_trainer import held_out_subjects, load_detector_config
@@ -37,6 +40,7 @@ FEET_HEIGHT = 0.2  # rows below this share of the height above the sole are the 
 HIP_HEIGHT = 0.5  # rows above it are the upper body
 SHORT_CLIPS = (1, 2, 3, 5, 8, 12)  # frames; a clip is the middle of a longer sequence
 CLIP_KINDS = ("walking", "standing", "partial body")
+MISSES_PLOT = ROOT / "docs" / "images" / "detector-real-misses.png"
 
 
 def derived_clip_sources(
@@ -61,10 +65,20 @@ def main() -> None:
     parser.add_argument(
         "--derived-every", type=int, default=5, help="derive standing and partial clips from every N-th sequence"
     )
+    parser.add_argument(
+        "--misses-plot",
+        help=f"draw the refused sequences here (default: {MISSES_PLOT.relative_to(ROOT)}, none with --print-only)",
+    )
     parser.add_argument("--print-only", action="store_true", help="print the section, leave docs/models.md alone")
     args = parser.parse_args()
     if args.derived_every < 1:
         raise SystemExit(f"--derived-every must be at least 1, got {args.derived_every}")
+    misses_plot = args.misses_plot or (None if args.print_only else MISSES_PLOT)
+    if misses_plot is not None:
+        try:
+            misses_plot = image_path(misses_plot)  # a name matplotlib cannot write is refused before the work
+        except GaderError as exc:
+            raise SystemExit(f"--misses-plot: {exc}") from None
     if not Path(args.data).is_dir():
         raise SystemExit(f"{args.data}: CASIA-B is not there (see ../shared/data/README.md)")
     detector = load_detector(args.detector)[0]
@@ -79,6 +93,7 @@ def main() -> None:
     rng = np.random.default_rng(0)  # the stress test's own stream: its numbers do not depend on the clips below
     clip_rng = np.random.default_rng(1)
     usable, misses = 0, []
+    usable_keys = set()
     clips = {kind: {length: [0, 0] for length in SHORT_CLIPS} for kind in CLIP_KINDS}  # kind -> length -> [usable, n]
     for index, record in enumerate(progress(dataset, total=len(dataset), desc="detecting", unit="seq")):
         if record.frames == 0:
@@ -99,6 +114,7 @@ def main() -> None:
         report = detector.detect_dhs(dhs)
         if report.usable:
             usable += 1
+            usable_keys.add(record.key)
             continue
         labels = Counter(report.frame_labels).most_common(2)
         seen = ", ".join(f"{label} {count}" for label, count in labels)
@@ -138,11 +154,50 @@ def main() -> None:
             for kind in CLIP_KINDS
         ],
     ]
+    if misses_plot is not None and misses:
+        drawn = draw_misses(dataset, misses, usable_keys, misses_plot)
+        shown = drawn.resolve()
+        picture = (
+            f"![refused sequences]({shown.relative_to(MODELS_MD.parent).as_posix()})"
+            if shown.is_relative_to(MODELS_MD.parent)
+            else f"Drawn to {drawn}."
+        )
+        lines += [
+            "",
+            "Every refused sequence (its frames spread evenly, grey where a stub ends) above a usable one of the "
+            "same person and view, as `--misses-plot` draws them:",
+            "",
+            picture,
+        ]
     body = "\n".join(lines)
     print(body)
     if args.print_only:
         return
     update_section("detector-real", "Gait detector on held-out real CASIA-B sequences", body, document=MODELS_MD)
+
+
+def draw_misses(dataset, misses: list[tuple[str, int, str]], usable_keys: set[str], path: Path) -> Path:
+    """The refused sequences of each person and view, then the first usable sequence of that person and view
+    (if any), one strip each."""
+    groups: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    for key, frames, seen in misses:
+        if frames:
+            subject, _, view = key.split("/")
+            groups.setdefault((subject, view), []).append((key, frames, seen))
+    rows = []
+    for (subject, view), refused in groups.items():
+        rows += [
+            (f"refused: {key}, {frames} frames ({seen})", dataset.load(key).silhouettes)
+            for key, frames, seen in refused
+        ]
+        same = [info for info in dataset.infos if (info.subject, info.view) == (subject, view)]
+        reference = next((info for info in same if info.key in usable_keys), None)
+        if reference is not None:
+            label = f"usable, for comparison: {reference.key}, {reference.frames} frames"
+            rows.append((label, dataset.load(reference.key).silhouettes))
+    return plot_sequence_strips(
+        rows, path, title="CASIA-B sequences the detector refused, each person and view with a usable one"
+    )
 
 
 if __name__ == "__main__":

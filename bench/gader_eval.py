@@ -177,7 +177,8 @@ def main() -> None:
     kind_note = (
         "; a modality two sides share alone is standardised by its impostor statistics over such pairs, "
         + ", ".join(f"`{section}`" for section in alone)
-        + " in the card"
+        + " in the card, and then the modality's own section is measured over the pairs that share both, so that"
+        " each kind of pair is centred on its own impostors"
         if alone
         else ""
     )

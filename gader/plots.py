@@ -304,3 +304,37 @@ def plot_video_extraction(extraction, path: str | Path, columns: int = 6, title:
     tracks = ", ".join(f"#{t.track_id}: {t.record.frames} frames" for t in extraction.tracks)
     figure.suptitle(title or f"{len(video.frames)} frames, tracks {tracks} (main #{extraction.main.track_id})")
     return save_figure(figure, path)
+
+
+def plot_sequence_strips(
+    rows: Sequence[tuple[str, np.ndarray]], path: str | Path, frames: int = 12, title: str = ""
+) -> Path:
+    """Aligned silhouette sequences side by side, one row each: ``frames`` frames spread evenly over the
+    sequence (every frame of a shorter one), the row's label above it. For looking at sequences a number
+    cannot judge, such as the ones a detector refused, beside others of the same person and view.
+
+    ``rows``: (label, silhouettes uint8 [T, H, W]) with T >= 1 and one H x W for all rows."""
+    if not rows:
+        raise GaderError("no sequences to draw")
+    shapes = {silhouettes.shape[1:] for _, silhouettes in rows}
+    if len(shapes) != 1 or any(silhouettes.ndim != 3 or len(silhouettes) == 0 for _, silhouettes in rows):
+        raise GaderError(f"strips need non-empty [T, H, W] sequences of one frame size, got {sorted(shapes)}")
+    height, width = shapes.pop()
+    gap = 2  # grey columns between frames, so that frames and their edges stay apart
+    figure, axes = plt.subplots(
+        len(rows), 1, figsize=(frames * (width + gap) / 40, len(rows) * (height / 40 + 0.35)), facecolor="0.85"
+    )
+    for axis, (label, silhouettes) in zip(np.atleast_1d(axes), rows, strict=True):
+        picks = np.unique(np.linspace(0, len(silhouettes) - 1, min(frames, len(silhouettes))).round().astype(int))
+        strip = np.full((height, frames * (width + gap)), 110, np.uint8)  # grey also where a short one ends
+        for slot, index in enumerate(picks):
+            strip[:, slot * (width + gap) : slot * (width + gap) + width] = silhouettes[index]
+        axis.imshow(strip, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axis.set_title(label, fontsize=11, loc="left")
+        axis.axis("off")
+    top = 1.0
+    if title:
+        figure.suptitle(title, fontsize=12)
+        top = 1 - 0.45 / figure.get_figheight()  # room for the title above the first row: about 0.45 inch
+    figure.tight_layout(rect=(0, 0, 1, top))
+    return save_figure(figure, path)
