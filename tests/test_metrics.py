@@ -183,3 +183,25 @@ def test_a_cmc_with_nothing_to_rank_says_so_instead_of_an_empty_legend(tmp_path)
         empty = plot_cmc({"NM": np.full(5, np.nan)}, tmp_path / "empty.png")
         drawn = plot_cmc({"NM": np.array([0.5, 0.7, 0.9])}, tmp_path / "cmc.png")
     assert empty.stat().st_size > 5000 and drawn.stat().st_size > 5000
+
+
+def test_sequence_strips_draw_each_sequence_and_refuse_what_they_cannot(tmp_path):
+    """plot_sequence_strips: one row per sequence, frames spread over it (all of a stub, grey after it); rows of
+    different frame sizes or an empty sequence are refused by a message, not a matplotlib error."""
+    from matplotlib.image import imread
+
+    from gader.plots import plot_sequence_strips
+
+    walk = np.zeros((30, 64, 44), np.uint8)
+    walk[:, 10:60, 15:30] = 255  # a white body on black
+    stub = np.full((2, 64, 44), 255, np.uint8)
+    path = plot_sequence_strips([("walk", walk), ("stub", stub)], tmp_path / "strips", title="two")
+    assert path == tmp_path / "strips.png"
+    image = imread(path)[..., :3].mean(axis=-1)  # [H, W] in 0..1
+    assert (image > 0.95).mean() > 0.05 and (image < 0.05).mean() > 0.05  # the silhouettes and their black
+    with pytest.raises(GaderError, match="one frame size"):
+        plot_sequence_strips([("a", walk), ("b", np.zeros((3, 64, 64), np.uint8))], tmp_path / "x.png")
+    with pytest.raises(GaderError, match="one frame size"):
+        plot_sequence_strips([("a", walk[:0])], tmp_path / "x.png")
+    with pytest.raises(GaderError, match="no sequences"):
+        plot_sequence_strips([], tmp_path / "x.png")
