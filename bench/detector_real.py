@@ -154,7 +154,7 @@ def main() -> None:
             for kind in CLIP_KINDS
         ],
     ]
-    if misses_plot is not None and misses:
+    if misses_plot is not None and any(frames for _, frames, _ in misses):  # a sequence of no frames has no picture
         drawn = draw_misses(dataset, misses, usable_keys, misses_plot)
         shown = drawn.resolve()
         picture = (
@@ -164,8 +164,8 @@ def main() -> None:
         )
         lines += [
             "",
-            "Every refused sequence (its frames spread evenly, grey where a stub ends) above a usable one of the "
-            "same person and view, as `--misses-plot` draws them:",
+            "Every refused sequence that has frames (spread evenly, grey where a stub ends), each person and view "
+            "with a usable sequence of theirs, as `--misses-plot` draws them:",
             "",
             picture,
         ]

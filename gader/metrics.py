@@ -167,8 +167,10 @@ def threshold_at_far(curve: RocCurve, far_target: float) -> float:
 
 def impostor_threshold_at_far(impostor: np.ndarray, far_target: float) -> float:
     """The lowest impostor score whose FAR (share of impostor scores at or above it) does not exceed the target;
-    +inf when none does. What ``threshold_at_far`` gives when no genuine score lies between impostor scores: a
-    threshold needs impostors only, for pairs of a kind that has no genuine pair to draw a curve with."""
+    +inf when even the highest score's tie accepts too many. For pairs of a kind that has no genuine pair to draw
+    a ROC curve with: a threshold needs impostors only. Where ``threshold_at_far``'s curve has a genuine score
+    between the chosen impostor score and the next lower one (or above every impostor, when this gives +inf),
+    that returns the genuine score instead: the same FAR on these scores, a lower threshold."""
     scores = np.sort(np.asarray(impostor, dtype=np.float64).ravel())[::-1]  # [n], highest first
     if scores.size == 0 or not np.all(np.isfinite(scores)):
         raise GaderError("a threshold needs finite impostor scores")

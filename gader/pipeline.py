@@ -183,7 +183,10 @@ def check_fused_operating_points(tables: Any, where: str) -> None:
             )
         for name, value in thresholds.items():
             if _operating_point_fmr(name) is None:
-                raise GaderError(f"{where}: fusion_operating_points.{table}.{name} is not named fmr=<rate>")
+                raise GaderError(
+                    f"{where}: fusion_operating_points.{table}.{name} is not named fmr=<rate> with a rate between 0 "
+                    "and 1"
+                )
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise GaderError(f"{where}: fusion_operating_points.{table}.{name} is not a finite number")
 
@@ -671,8 +674,7 @@ class GaderPipeline:
                 basis += f"; {', '.join(borrowed)} from all pairs (calibration set none for pairs scored on {kind})"
             if raised:
                 basis += (
-                    f", {', '.join(raised)} raised to this kind's own threshold at a coarser rate (a finer rate "
-                    "never accepts more)"
+                    f"; {', '.join(raised)} raised to the threshold at a coarser rate (a finer rate never accepts more)"
                 )
             calibration = card.metrics.get("fusion_calibration", {})
             routed = calibration.get("fallback_whole_sequence")
@@ -697,23 +699,22 @@ class GaderPipeline:
 def _kind_thresholds(
     own: Mapping[str, float], pooled: Mapping[str, float]
 ) -> tuple[dict[str, float], list[str], list[str]]:
-    """A kind of pair's thresholds: its own where calibration set them, else the all-pairs one, raised where needed
-    so that a finer false match rate never has a lower threshold than a coarser one of the kind's own (a kind
-    with heavier impostor tails can own a 1e-2 threshold above the all-pairs 1e-3 one). -> (thresholds by name,
-    names borrowed from all pairs, names among those raised)."""
+    """A kind of pair's thresholds at every rate either table sets: its own where calibration set them, else the
+    all-pairs one; each raised where needed so that a finer false match rate never has a lower threshold than a
+    coarser one (a kind with heavier impostor tails can own a 1e-2 threshold above the all-pairs 1e-3 one).
+    -> (thresholds by name, names borrowed from all pairs, names raised)."""
     points: dict[str, float] = {}
     borrowed: list[str] = []
     raised: list[str] = []
     floor = -math.inf  # the highest threshold at a coarser rate so far
-    for name in sorted(pooled, key=lambda n: -_operating_point_fmr(n)):  # coarse to fine: fmr=1e-2 first
-        if name in own:
-            points[name] = own[name]
-        else:
+    for name in sorted({*own, *pooled}, key=lambda n: -_operating_point_fmr(n)):  # coarse to fine: fmr=1e-2 first
+        if name not in own:
             borrowed.append(name)
-            points[name] = max(pooled[name], floor)
-            if points[name] > pooled[name]:
-                raised.append(name)
-        floor = max(floor, points[name])
+        candidate = own[name] if name in own else pooled[name]
+        points[name] = max(candidate, floor)
+        if points[name] > candidate:
+            raised.append(name)
+        floor = points[name]
     return points, borrowed, raised
 
 

@@ -316,9 +316,12 @@ def plot_sequence_strips(
     ``rows``: (label, silhouettes uint8 [T, H, W]) with T >= 1 and one H x W for all rows."""
     if not rows:
         raise GaderError("no sequences to draw")
+    for label, silhouettes in rows:
+        if silhouettes.ndim != 3 or len(silhouettes) == 0:
+            raise GaderError(f"{label}: strips need [T, H, W] silhouettes with T >= 1, got shape {silhouettes.shape}")
     shapes = {silhouettes.shape[1:] for _, silhouettes in rows}
-    if len(shapes) != 1 or any(silhouettes.ndim != 3 or len(silhouettes) == 0 for _, silhouettes in rows):
-        raise GaderError(f"strips need non-empty [T, H, W] sequences of one frame size, got {sorted(shapes)}")
+    if len(shapes) != 1:
+        raise GaderError(f"strips need sequences of one frame size, got {sorted(shapes)}")
     height, width = shapes.pop()
     gap = 2  # grey columns between frames, so that frames and their edges stay apart
     figure, axes = plt.subplots(

@@ -61,9 +61,15 @@ def test_a_threshold_from_impostor_scores_alone_by_hand():
     assert metrics.impostor_threshold_at_far(impostor, 0.3) == 0.7
     assert metrics.impostor_threshold_at_far(impostor, 0.05) == np.inf
     assert metrics.impostor_threshold_at_far(impostor, 1.0) == -0.5
-    # the same as the ROC threshold when no genuine score lies between the impostors
-    curve = metrics.roc_curve(np.array([2.0]), impostor)
-    assert metrics.threshold_at_far(curve, 0.3) == metrics.impostor_threshold_at_far(impostor, 0.3)
+    # the same as the ROC threshold wherever no genuine score lies between the chosen impostor score and the next
+    # lower one; a genuine score there (0.6, between 0.7 and 0.5) is the ROC's lower threshold at the same FAR
+    targets = (0.1, 0.2, 0.3, 0.35, 0.5, 0.9)
+    above_all = metrics.roc_curve(np.array([2.0]), impostor)
+    between = metrics.roc_curve(np.array([0.6]), impostor)
+    for target in targets:
+        alone = metrics.impostor_threshold_at_far(impostor, target)
+        assert metrics.threshold_at_far(above_all, target) == alone
+        assert metrics.threshold_at_far(between, target) == (0.6 if alone == 0.7 else alone)
     with pytest.raises(GaderError, match="finite impostor scores"):
         metrics.impostor_threshold_at_far(np.array([]), 0.1)
 
@@ -194,14 +200,30 @@ def test_sequence_strips_draw_each_sequence_and_refuse_what_they_cannot(tmp_path
 
     walk = np.zeros((30, 64, 44), np.uint8)
     walk[:, 10:60, 15:30] = 255  # a white body on black
-    stub = np.full((2, 64, 44), 255, np.uint8)
+    stub = np.full((2, 64, 44), 255, np.uint8)  # two all-white frames
+
+    def rows_of(path) -> list[np.ndarray]:
+        """The drawn strips, top to bottom: runs of image rows that hold black or white pixels ([h, W] each)."""
+        image = imread(path)[..., :3].mean(axis=-1)  # [H, W] in 0..1; the figure's background is light grey
+        inked = ((image < 0.05) | (image > 0.97)).any(axis=1)
+        edges = np.flatnonzero(np.diff(np.r_[0, inked.astype(int), 0]))
+        return [image[start:stop] for start, stop in zip(edges[::2], edges[1::2], strict=True) if stop - start > 20]
+
+    one = rows_of(plot_sequence_strips([("walk", walk)], tmp_path / "one.png"))
     path = plot_sequence_strips([("walk", walk), ("stub", stub)], tmp_path / "strips", title="two")
     assert path == tmp_path / "strips.png"
-    image = imread(path)[..., :3].mean(axis=-1)  # [H, W] in 0..1
-    assert (image > 0.95).mean() > 0.05 and (image < 0.05).mean() > 0.05  # the silhouettes and their black
+    drawn = rows_of(path)
+    assert len(one) == 1 and len(drawn) == 2  # one strip per sequence
+    walk_strip, stub_strip = drawn
+    assert (walk_strip < 0.05).mean() > 0.3 and (walk_strip > 0.97).mean() > 0.1  # black ground, white bodies
+    middle = stub_strip[len(stub_strip) // 2]  # one row of pixels across the stub's strip
+    white = np.flatnonzero(middle > 0.97)
+    after = middle[white.max() + 10 :]
+    assert white.size and ((after > 0.3) & (after < 0.9)).all()  # its two frames, then only grey to the end
+    assert white.max() < middle.size / 4  # two of the twelve slots
     with pytest.raises(GaderError, match="one frame size"):
         plot_sequence_strips([("a", walk), ("b", np.zeros((3, 64, 64), np.uint8))], tmp_path / "x.png")
-    with pytest.raises(GaderError, match="one frame size"):
-        plot_sequence_strips([("a", walk[:0])], tmp_path / "x.png")
+    with pytest.raises(GaderError, match=r"^empty: strips need \[T, H, W\] silhouettes with T >= 1"):
+        plot_sequence_strips([("a", walk), ("empty", walk[:0])], tmp_path / "x.png")
     with pytest.raises(GaderError, match="no sequences"):
         plot_sequence_strips([], tmp_path / "x.png")

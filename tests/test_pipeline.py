@@ -774,7 +774,13 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
     card.fusion_operating_points["appearance"] = {"fmr=1e-2": 3.4}
     points, basis = pipeline.operating_points(look_only, both)
     assert points == {"fmr=1e-2": 3.4, "fmr=1e-3": 3.4}
-    assert "fmr=1e-3 raised to this kind's own threshold at a coarser rate" in basis
+    assert "fmr=1e-3 raised to the threshold at a coarser rate" in basis
+    # a rate the kind owns and all pairs left unresolved (tied top impostors, say) is kept and raises the rest
+    card.fusion_operating_points["appearance"] = {"fmr=1e-2": 3.4}
+    card.fusion_operating_points["all"] = {"fmr=1e-3": 3.0}
+    points, basis = pipeline.operating_points(look_only, both)
+    assert points == {"fmr=1e-2": 3.4, "fmr=1e-3": 3.4} and "fmr=1e-3 from all pairs" in basis
+    card.fusion_operating_points["all"] = {"fmr=1e-2": 2.0, "fmr=1e-3": 3.0}
     card.fusion_operating_points["appearance"] = {"fmr=1e-2": 2.5}
     assert pipeline.operating_points(gait_only, look_only) == ({}, "the two share no modality")
     other = GaderPipeline(pipeline.model, None, PipelineConfig(gait_weight=0.5))
@@ -788,6 +794,7 @@ def test_a_decision_uses_the_thresholds_of_its_pairs_kind_and_says_where_it_borr
         ({"walking": {}}, r"fusion_operating_points\.walking is not a table of thresholds"),
         ({"all": 2.0}, r"fusion_operating_points\.all is not a table"),
         ({"all": {"strict": 2.0}}, r"fusion_operating_points\.all\.strict is not named fmr=<rate>"),
+        ({"all": {"fmr=2": 2.0}}, r"fusion_operating_points\.all\.fmr=2 is not named fmr=<rate> with a rate between"),
     ):  # a hand-edited card: refused by name, not a TypeError at the comparison
         card.fusion_operating_points = bad
         with pytest.raises(GaderError, match=f"model test-gar: .*{message}"):
