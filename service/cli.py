@@ -145,10 +145,10 @@ def _call(method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
     return response.json() if response.content else None
 
 
-def _file(path: Path) -> dict[str, Any]:
+def _file(path: Path, field: str = "file") -> dict[str, Any]:
     if not path.is_file():
         raise GaderError(f"{path}: no such file")
-    return {"file": (path.name, path.read_bytes())}
+    return {field: (path.name, path.read_bytes())}
 
 
 def _decision(threshold: float | None, operating_point: str | None) -> dict[str, str]:
@@ -224,6 +224,28 @@ def client_verify(
         f"/v1/galleries/{gallery}/verify",
         files=_file(file),
         data={"subject_id": subject, **_decision(threshold, operating_point)},
+    )
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    verdict = "MATCH" if result["match"] else "no match"
+    print(f"{verdict}: score {result['score']:.4f}, threshold {result['threshold']:.3f} ({result['operating_point']})")
+
+
+@client_app.command("compare")
+def client_compare(
+    first: Path = typer.Argument(..., help="One sequence file or video."),
+    second: Path = typer.Argument(..., help="The other."),
+    threshold: float | None = typer.Option(None, "--threshold"),
+    operating_point: str | None = typer.Option(None, "--operating-point"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Are these two walks the same person? 1:1 without a gallery; nothing is stored."""
+    result = _call(
+        "POST",
+        "/v1/compare",
+        files={**_file(first, "first"), **_file(second, "second")},
+        data=_decision(threshold, operating_point),
     )
     if as_json:
         print(json.dumps(result, indent=2))

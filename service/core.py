@@ -30,6 +30,7 @@ from service.errors import (
     NothingToCompare,
     PayloadTooLarge,
     PermissionDenied,
+    ServiceError,
     Unprocessable,
 )
 from service.gallery.index import flatten_embedding, similarity
@@ -98,6 +99,32 @@ class VerifyResult:
     template_id: str
     timings_ms: dict[str, float]
     source: dict[str, Any]
+
+
+@dataclass
+class CompareResult:
+    """1:1 between two uploaded sequences, nothing stored: per-side lists are [first, second]."""
+
+    score: float
+    match: bool
+    threshold: float
+    operating_point: str
+    detections: list[dict[str, Any] | None]
+    model: str
+    timings_ms: dict[str, float]
+    sources: list[dict[str, Any]]
+
+
+@dataclass
+class Probe:
+    """One uploaded sequence of a request that takes two."""
+
+    data: bytes
+    filename: str
+    track_id: int | None = None
+
+
+COMPARED_SIDES = ("first", "second")
 
 
 @dataclass
@@ -464,6 +491,62 @@ class MatchingCore:
             templates[best],
             timings.total(),
             source,
+        )
+
+    async def compare(
+        self,
+        principal: Principal,
+        first: Probe,
+        second: Probe,
+        threshold: float | None = None,
+        operating_point: str | None = None,
+    ) -> CompareResult:
+        """1:1 between two uploads, without a gallery: each runs the detector and GAR as a probe does, the score
+        is the same similarity verify gives, decided at the same operating points. Nothing is stored. A side
+        that cannot be used fails the request with its error, named by side (``first: ...``)."""
+        principal.require("verify")
+        limit, point = self.threshold(threshold, operating_point)
+        start = Timings()
+        side_timings = {side: Timings() for side in COMPARED_SIDES}
+        # Both sides at once: decoding and inference run in thread pools, so a second core works on the second.
+        outcomes = await asyncio.gather(
+            *(
+                self._embed(probe.data, probe.filename, side_timings[side], probe.track_id)
+                for side, probe in zip(COMPARED_SIDES, (first, second), strict=True)
+            ),
+            return_exceptions=True,
+        )
+        for side, outcome in zip(COMPARED_SIDES, outcomes, strict=True):
+            if isinstance(outcome, ServiceError):
+                raise type(outcome)(
+                    f"{side}: {outcome.message}", {**outcome.details, "side": side}, outcome.retry_after
+                )
+            if isinstance(outcome, BaseException):
+                raise outcome
+        (result_a, vector_a, source_a), (result_b, vector_b, source_b) = outcomes
+        score = round(float(similarity(float(vector_a @ vector_b))), 6)
+        match = score >= limit
+        timings = {
+            f"{side}_{name}": value for side in COMPARED_SIDES for name, value in side_timings[side].values.items()
+        }
+        timings["total"] = start.total()["total"]
+        self._audit(
+            principal,
+            "compare",
+            score=score,
+            decision="match" if match else "no_match",
+            threshold=limit,
+            probe_sha256=[hashlib.sha256(probe.data).hexdigest() for probe in (first, second)],
+        )
+        return CompareResult(
+            score,
+            match,
+            limit,
+            point,
+            [None if r.detection is None else r.detection.to_dict() for r in (result_a, result_b)],
+            result_a.model_id,
+            timings,
+            [source_a, source_b],
         )
 
     # --- stateless ---------------------------------------------------------------------------------

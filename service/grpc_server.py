@@ -18,7 +18,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.core import MatchingCore
+from service.core import MatchingCore, Probe
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError
 from service.grpc_gen import modules
 
@@ -293,6 +293,34 @@ class GaderServicer(pb_grpc.GaderServicer):
 
         return await self._call(context, run)
 
+    async def Compare(self, request, context):
+        async def run(p):
+            probes = []
+            for side in ("first", "second"):
+                if not request.HasField(side):
+                    raise InvalidInput(f"{side}: give a sequence")
+                try:
+                    data, name, track = sequence_bytes(getattr(request, side))
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{side}: {exc.message}") from None
+                probes.append(Probe(data, name, track))
+            threshold = request.threshold if request.HasField("threshold") else None
+            result = await self.core.compare(p, *probes, threshold, request.operating_point or None)
+            # A side without a detection report (no detector configured) is an empty Detection here: a repeated
+            # field cannot hold "none", and detections[i].frames == 0 says it.
+            return pb.CompareResponse(
+                score=result.score,
+                match=result.match,
+                threshold=result.threshold,
+                operating_point=result.operating_point,
+                detections=[detection_message(report) or pb.Detection() for report in result.detections],
+                model=result.model,
+                timings_ms=result.timings_ms,
+                sources=[source_message(source) for source in result.sources],
+            )
+
+        return await self._call(context, run)
+
     # client streams: parameters from the first chunk, frames or file parts from every chunk
     async def _assemble(self, chunks: AsyncIterator[Any]) -> tuple[Any, bytes, str, int | None]:
         """(first chunk, bytes, file name, track id) of a client stream."""
@@ -405,7 +433,7 @@ class GaderServicer(pb_grpc.GaderServicer):
 
 async def start_grpc(core: MatchingCore, host: str, port: int) -> grpc.aio.Server:
     """Start (not wait for) the gRPC server on host:port."""
-    limit = core.settings.max_upload_bytes + (1 << 20)
+    limit = 2 * core.settings.max_upload_bytes + (1 << 20)  # Compare carries two uploads; each is checked alone
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 << 20)]
     )

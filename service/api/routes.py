@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from fastapi.security import APIKeyHeader
 
 from service.api import schemas
-from service.core import MatchingCore
+from service.core import MatchingCore, Probe
 from service.errors import PayloadTooLarge
 from service.security import Principal
 
@@ -230,6 +230,39 @@ async def verify(
         template_id=result.template_id,
         timings_ms=result.timings_ms,
         source=schemas.SourceOut(**result.source),
+    )
+
+
+@analysis.post("/compare", response_model=schemas.CompareOut, summary="1:1 between two sequences, no gallery")
+async def compare(
+    first: Annotated[UploadFile, File(description="One sequence (formats as for `file` elsewhere).")],
+    second: Annotated[UploadFile, File(description="The other sequence.")],
+    service: Core,
+    caller: Caller,
+    threshold: Threshold = None,
+    operating_point: OperatingPoint = None,
+    first_track_id: Annotated[int | None, Form(description="Videos: the first one's track (default: main).")] = None,
+    second_track_id: Annotated[int | None, Form(description="Videos: the second one's track (default: main).")] = None,
+) -> schemas.CompareOut:
+    """Are these two walks the same person? Both run the detector and GAR as probes do; the answer is the
+    similarity verify would give between them and the decision at an operating point. Nothing is stored."""
+    probes = []
+    for side, upload, track_id in (("first", first, first_track_id), ("second", second, second_track_id)):
+        try:
+            data, name = await read_upload(upload, service.settings.max_upload_bytes)
+        except PayloadTooLarge as exc:
+            raise PayloadTooLarge(f"{side}: {exc.message}") from None
+        probes.append(Probe(data, name, track_id))
+    result = await service.compare(caller, *probes, threshold, operating_point)
+    return schemas.CompareOut(
+        score=result.score,
+        match=result.match,
+        threshold=result.threshold,
+        operating_point=result.operating_point,
+        detections=[detection_out(report) for report in result.detections],
+        model=result.model,
+        timings_ms=result.timings_ms,
+        sources=[schemas.SourceOut(**source) for source in result.sources],
     )
 
 

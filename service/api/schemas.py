@@ -153,6 +153,17 @@ class VerifyOut(BaseModel):
     source: SourceOut
 
 
+class CompareOut(BaseModel):
+    score: float = Field(description="Similarity in [0, 1] of the two sequences' gait: the score verify gives.")
+    match: bool
+    threshold: float
+    operating_point: str
+    detections: list[DetectionOut | None] = Field(description="What the gait detector found: [first, second].")
+    model: str
+    timings_ms: dict[str, float] = Field(description="first_decode, first_inference, second_..., total.")
+    sources: list[SourceOut] = Field(description="[first, second].")
+
+
 class EmbedOut(BaseModel):
     model: str
     shape: list[int] = Field(description="[channels, parts]")

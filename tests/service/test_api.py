@@ -114,6 +114,55 @@ def test_galleries_subjects_templates_identify_verify_delete(server, sequences):
         assert api.get("/v1/galleries").json() == {"galleries": []}
 
 
+def test_compare_two_sequences_scores_as_verify_does_and_stores_nothing(server, sequences):
+    """POST /v1/compare: 1:1 between two uploads. Its score is the one verify gives for the same two sequences
+    (one enrolled, the other the probe), either way round; the decision is at the requested operating point;
+    nothing lands in any gallery; a side that cannot be read is named in the error."""
+    from service.gallery.store import SQLiteStore
+
+    alice, bob = sequences["001/nm-01/090"], sequences["002/nm-01/090"]
+
+    def compare(first: bytes, second: bytes, **form: str):
+        return api.post("/v1/compare", files={"first": ("a.npz", first), "second": ("b.npz", second)}, data=form)
+
+    with server.client() as api:
+        itself = compare(alice, alice)
+        assert itself.status_code == 200, itself.text
+        same = itself.json()
+        assert same["score"] == pytest.approx(1.0, abs=1e-4) and same["match"] is True
+        assert same["operating_point"] == "fmr=1e-3" and same["threshold"] == 0.9 and same["model"] == "test-model"
+        pair = compare(alice, bob, operating_point="fmr=1e-2").json()
+        assert pair["threshold"] == 0.8 and pair["match"] == (pair["score"] >= 0.8)
+        assert [d["frames"] for d in pair["detections"]] == [
+            int(np.load(io.BytesIO(data))["silhouettes"].shape[0]) for data in (alice, bob)
+        ]
+        assert [s["kind"] for s in pair["sources"]] == ["silhouettes", "silhouettes"]
+        sides = {f"{side}_{stage}" for side in ("first", "second") for stage in ("decode", "inference")}
+        assert sides | {"total"} <= set(pair["timings_ms"])
+        assert compare(bob, alice, operating_point="fmr=1e-2").json()["score"] == pair["score"]
+        assert api.get("/v1/galleries").json() == {"galleries": []}  # nothing was stored
+
+        api.post("/v1/galleries", json={"name": "one"})
+        api.post("/v1/galleries/one/subjects", json={"subject_id": "alice"})
+        api.post("/v1/galleries/one/subjects/alice/templates", files=files(alice))
+        verdict = api.post(
+            "/v1/galleries/one/verify", files=files(bob), data={"subject_id": "alice", "operating_point": "fmr=1e-2"}
+        ).json()
+        assert verdict["score"] == pytest.approx(pair["score"], abs=2e-6) and verdict["match"] == pair["match"]
+        strict = compare(alice, bob, threshold=str(min(1.0, pair["score"] + 1e-3))).json()
+        assert strict["match"] is False and strict["operating_point"] == "custom"
+
+        broken = compare(alice, b"not a sequence")
+        assert broken.status_code == 400 and broken.json()["error"]["message"].startswith("second: ")
+        unknown = compare(alice, bob, operating_point="fmr=0.5")
+        assert unknown.status_code == 422 and "unknown operating point" in unknown.json()["error"]["message"]
+        one_file = api.post("/v1/compare", files={"first": ("a.npz", alice)})
+        assert one_file.status_code == 400 and "second" in one_file.json()["error"]["message"]
+    events = SQLiteStore(server.env["GADER_DATA_DIR"] + "/gader.sqlite3").read_audit()
+    audited = [e for e in events if e["action"] == "compare"]
+    assert len(audited) == 4 and all(len(e["probe_sha256"]) == 2 for e in audited)  # the answered ones
+
+
 def test_openapi_docs_are_served(server):
     with server.client() as api:
         assert "swagger" in api.get("/docs").text.lower()

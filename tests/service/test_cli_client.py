@@ -36,6 +36,15 @@ def test_client_enroll_identify_verify(server, synth_casia):
     assert human.startswith("match") and "1. alice" in human
     verified = gader("client", "verify", str(other), "--gallery", "front", "--subject", "bob", env=env)
     assert verified.stdout.startswith("MATCH")
+    # compare: two files, no gallery; the same score as verifying one against the other enrolled
+    compared = gader("client", "compare", str(other), str(sequence), "--json", env=env)
+    assert compared.returncode == 0, compared.stderr
+    as_alice = gader("client", "verify", str(other), "--gallery", "front", "--subject", "alice", "--json", env=env)
+    assert abs(json.loads(compared.stdout)["score"] - json.loads(as_alice.stdout)["score"]) <= 2e-6
+    itself = gader("client", "compare", str(sequence), str(sequence), env=env)
+    assert itself.stdout.startswith("MATCH: score 1.0000")
+    absent = gader("client", "compare", str(sequence), str(sequence.parent / "none.npz"), env=env)
+    assert absent.returncode == 1 and "none.npz: no such file" in absent.stderr
     missing = gader("client", "identify", str(sequence), "--gallery", "nowhere", env=env)
     assert missing.returncode == 1 and missing.stderr.strip() == "gader: error: 404: no gallery 'nowhere'"
     no_key = gader("client", "identify", str(sequence), "--gallery", "front", env={"GADER_API_KEY": ""})

@@ -85,6 +85,24 @@ def test_the_same_operations_as_rest(grpc_server):
     assert detection.walking_frames == sum(detection.frame_labels[t] == "full-gait" for t in inside)
     embedding = stub.Embed(pb.EmbedRequest(sequence=pb.Sequence(file=npz(frames(3)))), metadata=key)
     assert len(embedding.embedding) == embedding.channels * embedding.parts
+    # 1:1 between two uploads: verify's score for the same two sequences, nothing stored
+    compared = stub.Compare(
+        pb.CompareRequest(
+            first=pb.Sequence(file=npz(frames(1))),
+            second=pb.Sequence(frames=pb.Frames(count=10, height=64, width=44, masks=raw.tobytes())),
+            operating_point="fmr=1e-2",
+        ),
+        metadata=key,
+    )
+    against_alice = stub.Verify(
+        pb.VerifyRequest(
+            gallery="grpc", subject_id="alice", operating_point="fmr=1e-2", sequence=pb.Sequence(file=npz(raw))
+        ),
+        metadata=key,
+    )
+    assert compared.score == pytest.approx(against_alice.score, abs=2e-6) and compared.match == against_alice.match
+    assert compared.threshold == 0.8 and [d.frames for d in compared.detections] == [10, 10]
+    assert [s.kind for s in compared.sources] == ["silhouettes", "silhouettes"] and "total" in compared.timings_ms
     stub.DeleteSubject(pb.SubjectRef(gallery="grpc", subject_id="bob"), metadata=key)
     assert [g.templates for g in stub.ListGalleries(pb.ListGalleriesRequest(), metadata=key).galleries] == [1]
 
@@ -205,6 +223,20 @@ def test_a_video_streamed_in_parts_is_segmented_tracked_and_matched(grpc_server,
             "admin",
             grpc.StatusCode.INVALID_ARGUMENT,
             "count x height x width",
+        ),
+        (
+            "Compare",
+            pb.CompareRequest(first=pb.Sequence(file=npz(frames(4)))),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "second: give a sequence",
+        ),
+        (
+            "Compare",
+            pb.CompareRequest(first=pb.Sequence(file=b"junk"), second=pb.Sequence(file=npz(frames(4)))),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "first: ",
         ),
         (
             "Identify",

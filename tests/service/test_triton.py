@@ -36,7 +36,10 @@ def _start(repository: Path, workdir: Path, grpc_port: int, http_port: int) -> t
 def triton(tmp_path_factory, models):
     root = tmp_path_factory.mktemp("triton")
     repository = root / "model_repository"
-    export_gar(models[0], repository)
+    # The test model runs in about a millisecond, so with the shipped 2 ms batching window a burst sent by a
+    # busy client can reach Triton one request at a time (the batching test failed so once in a loaded run);
+    # a 20 ms window leaves room for such pauses, at 20 ms more per lone request in these tests.
+    export_gar(models[0], repository, queue_delay_us=20_000)
     export_detector(models[1], repository)
     grpc_port, http_port = free_port(), free_port()
     server = Triton(_start(repository, root / "work", grpc_port, http_port), repository, grpc_port, http_port)
