@@ -21,7 +21,7 @@ def gader(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def test_client_enroll_identify_verify(server, synth_casia):
+def test_client_enroll_identify_verify(server, models, synth_casia):
     env = {"GADER_URL": server.url, "GADER_API_KEY": server.admin_key}
     sequence = next((synth_casia / "sequences" / "001").rglob("*.npz"))
     other = next((synth_casia / "sequences" / "002").rglob("*.npz"))
@@ -41,6 +41,12 @@ def test_client_enroll_identify_verify(server, synth_casia):
     assert compared.returncode == 0, compared.stderr
     as_alice = gader("client", "verify", str(other), "--gallery", "front", "--subject", "alice", "--json", env=env)
     assert abs(json.loads(compared.stdout)["score"] - json.loads(as_alice.stdout)["score"]) <= 2e-6
+    # the service's compare and the local `gader compare` with the same model and detector: one score
+    local = gader(
+        "compare", str(other), str(sequence), "--model", str(models[0]), "--detector", str(models[1]), "--json"
+    )
+    assert local.returncode == 0, local.stderr
+    assert abs(json.loads(local.stdout)["score"] - json.loads(compared.stdout)["score"]) <= 2e-6
     itself = gader("client", "compare", str(sequence), str(sequence), env=env)
     assert itself.stdout.startswith("MATCH: score 1.0000")
     absent = gader("client", "compare", str(sequence), str(sequence.parent / "none.npz"), env=env)
