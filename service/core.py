@@ -125,6 +125,8 @@ class Probe:
 
 
 COMPARED_SIDES = ("first", "second")
+# Errors about one upload of a compare, said with the side they concern (others concern the request or service)
+SIDE_ERRORS = (InvalidInput, PayloadTooLarge, Unprocessable)
 
 
 @dataclass
@@ -516,13 +518,23 @@ class MatchingCore:
             ),
             return_exceptions=True,
         )
-        for side, outcome in zip(COMPARED_SIDES, outcomes, strict=True):
-            if isinstance(outcome, ServiceError):
-                raise type(outcome)(
-                    f"{side}: {outcome.message}", {**outcome.details, "side": side}, outcome.retry_after
-                )
-            if isinstance(outcome, BaseException):
-                raise outcome
+        failures = {
+            side: outcome
+            for side, outcome in zip(COMPARED_SIDES, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        }
+        for outcome in failures.values():
+            if not isinstance(outcome, ServiceError):
+                raise outcome  # a fault of the service: the error handlers log it, whatever the other side did
+        for side, outcome in failures.items():
+            if not isinstance(outcome, SIDE_ERRORS):
+                raise outcome  # not about this side's upload (inference unavailable, say): as any request gets it
+            other = {
+                f"{name}_error": failure.message for name, failure in failures.items() if name != side
+            }  # the other side's problem too, so that one answer names both
+            raise type(outcome)(
+                f"{side}: {outcome.message}", {**outcome.details, "side": side, **other}, outcome.retry_after
+            )
         (result_a, vector_a, source_a), (result_b, vector_b, source_b) = outcomes
         score = round(float(similarity(float(vector_a @ vector_b))), 6)
         match = score >= limit

@@ -83,10 +83,15 @@ def frames_to_npz(frames: Any) -> bytes:
     return buffer.getvalue()
 
 
-def sequence_bytes(sequence: Any) -> tuple[bytes, str, int | None]:
-    """(bytes, file name, track id or None) of a Sequence message."""
+def sequence_bytes(sequence: Any, limit: int) -> tuple[bytes, str, int | None]:
+    """(bytes, file name, track id or None) of a Sequence message, refused (413) beyond ``limit`` bytes before
+    frames are converted: the transport admits Compare's two uploads in one message, so one upload is held to
+    the limit here, as the core holds REST uploads to it."""
     kind = sequence.WhichOneof("source")
     track_id = sequence.track_id or None
+    size = len(sequence.file) if kind == "file" else len(sequence.frames.masks) + len(sequence.frames.rgb)
+    if size > limit:
+        raise PayloadTooLarge(f"upload of {size:,} bytes exceeds the limit of {limit:,}")
     if kind == "file":
         return sequence.file, sequence.filename or "upload", track_id
     if kind == "frames":
@@ -222,7 +227,7 @@ class GaderServicer(pb_grpc.GaderServicer):
 
     async def Enroll(self, request, context):
         async def run(p):
-            data, name, track = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence, self.core.settings.max_upload_bytes)
             return self._template(await self.core.enroll(p, request.gallery, request.subject_id, data, name, track))
 
         return await self._call(context, run)
@@ -265,7 +270,7 @@ class GaderServicer(pb_grpc.GaderServicer):
 
     async def Identify(self, request, context):
         async def run(p):
-            data, name, track = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence, self.core.settings.max_upload_bytes)
             threshold = request.threshold if request.HasField("threshold") else None
             result = await self.core.identify(
                 p, request.gallery, data, name, request.top_k or 5, threshold, request.operating_point or None, track
@@ -276,7 +281,7 @@ class GaderServicer(pb_grpc.GaderServicer):
 
     async def Verify(self, request, context):
         async def run(p):
-            data, name, track = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence, self.core.settings.max_upload_bytes)
             threshold = request.threshold if request.HasField("threshold") else None
             result = await self.core.verify(
                 p,
@@ -298,11 +303,11 @@ class GaderServicer(pb_grpc.GaderServicer):
             probes = []
             for side in ("first", "second"):
                 if not request.HasField(side):
-                    raise InvalidInput(f"{side}: give a sequence")
+                    raise InvalidInput(f"{side}: give a sequence", {"side": side})
                 try:
-                    data, name, track = sequence_bytes(getattr(request, side))
-                except InvalidInput as exc:
-                    raise InvalidInput(f"{side}: {exc.message}") from None
+                    data, name, track = sequence_bytes(getattr(request, side), self.core.settings.max_upload_bytes)
+                except (InvalidInput, PayloadTooLarge) as exc:
+                    raise type(exc)(f"{side}: {exc.message}", {**exc.details, "side": side}) from None
                 probes.append(Probe(data, name, track))
             threshold = request.threshold if request.HasField("threshold") else None
             result = await self.core.compare(p, *probes, threshold, request.operating_point or None)
@@ -405,7 +410,7 @@ class GaderServicer(pb_grpc.GaderServicer):
     # analysis
     async def Detect(self, request, context):
         async def run(p):
-            data, name, track = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence, self.core.settings.max_upload_bytes)
             report, source = await self.core.detect(p, data, name, track)
             message = detection_message(report.to_dict())
             message.source.CopyFrom(source_message(source))
@@ -415,7 +420,7 @@ class GaderServicer(pb_grpc.GaderServicer):
 
     async def Embed(self, request, context):
         async def run(p):
-            data, name, track = sequence_bytes(request.sequence)
+            data, name, track = sequence_bytes(request.sequence, self.core.settings.max_upload_bytes)
             result, _vector, source = await self.core.embed(p, data, name, track)
             channels, parts = result.embedding.shape
             detection = None if result.detection is None else detection_message(result.detection.to_dict())

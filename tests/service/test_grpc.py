@@ -85,26 +85,74 @@ def test_the_same_operations_as_rest(grpc_server):
     assert detection.walking_frames == sum(detection.frame_labels[t] == "full-gait" for t in inside)
     embedding = stub.Embed(pb.EmbedRequest(sequence=pb.Sequence(file=npz(frames(3)))), metadata=key)
     assert len(embedding.embedding) == embedding.channels * embedding.parts
-    # 1:1 between two uploads: verify's score for the same two sequences, nothing stored
+    # 1:1 between two uploads: verify's score for the same two sequences, nothing stored; per-side answers in
+    # order (the sides differ in length)
+    longer = frames(5, count=12)
     compared = stub.Compare(
         pb.CompareRequest(
             first=pb.Sequence(file=npz(frames(1))),
-            second=pb.Sequence(frames=pb.Frames(count=10, height=64, width=44, masks=raw.tobytes())),
+            second=pb.Sequence(frames=pb.Frames(count=12, height=64, width=44, masks=longer.tobytes())),
             operating_point="fmr=1e-2",
         ),
         metadata=key,
     )
     against_alice = stub.Verify(
         pb.VerifyRequest(
-            gallery="grpc", subject_id="alice", operating_point="fmr=1e-2", sequence=pb.Sequence(file=npz(raw))
+            gallery="grpc", subject_id="alice", operating_point="fmr=1e-2", sequence=pb.Sequence(file=npz(longer))
         ),
         metadata=key,
     )
     assert compared.score == pytest.approx(against_alice.score, abs=2e-6) and compared.match == against_alice.match
-    assert compared.threshold == 0.8 and [d.frames for d in compared.detections] == [10, 10]
+    assert compared.threshold == 0.8 and [d.frames for d in compared.detections] == [10, 12]
     assert [s.kind for s in compared.sources] == ["silhouettes", "silhouettes"] and "total" in compared.timings_ms
     stub.DeleteSubject(pb.SubjectRef(gallery="grpc", subject_id="bob"), metadata=key)
     assert [g.templates for g in stub.ListGalleries(pb.ListGalleriesRequest(), metadata=key).galleries] == [1]
+
+
+def test_each_upload_is_held_to_the_limit_while_compare_carries_two(tmp_path, models):
+    """The transport admits a message with two uploads (Compare), so every RPC holds each upload to
+    GADER_MAX_UPLOAD_BYTES itself, files and raw frames alike, before frames are converted; REST does the same."""
+    limit = 2_000_000
+    port = free_port()
+    running = start_server(
+        tmp_path / "data",
+        models,
+        extra={"GADER_GRPC_PORT": str(port), "GADER_MAX_UPLOAD_BYTES": str(limit), "GADER_RATE_PER_MINUTE": "0"},
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = pb_grpc.GaderStub(channel)
+            key = (("x-api-key", running.admin_key),)
+            near = npz(frames(6, count=640))  # 1.8 MB: under the limit; two of them are over limit + 1 MiB
+            over = frames(7, count=800)  # 2.25 MB
+            assert len(near) < limit < 2 * len(near) - (1 << 20) and over.nbytes > limit
+            both = stub.Compare(
+                pb.CompareRequest(first=pb.Sequence(file=near), second=pb.Sequence(file=near)), metadata=key
+            )
+            assert both.score == pytest.approx(1.0, abs=1e-4) and [d.frames for d in both.detections] == [640, 640]
+            for call, message in (
+                ("Detect", pb.DetectRequest(sequence=pb.Sequence(file=npz(over)))),
+                (
+                    "Embed",
+                    pb.EmbedRequest(
+                        sequence=pb.Sequence(frames=pb.Frames(count=800, height=64, width=44, masks=over.tobytes()))
+                    ),
+                ),
+                ("Compare", pb.CompareRequest(first=pb.Sequence(file=near), second=pb.Sequence(file=npz(over)))),
+            ):
+                with pytest.raises(grpc.RpcError) as raised:
+                    getattr(stub, call)(message, metadata=key)
+                assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, call
+                assert f"exceeds the limit of {limit:,}" in raised.value.details()
+                assert raised.value.details().startswith("second: ") == (call == "Compare")
+        with running.client() as api:
+            files = {"first": ("a.npz", near), "second": ("b.npz", npz(over))}
+            refused = api.post("/v1/compare", files=files)
+            assert refused.status_code == 413 and refused.json()["error"]["message"].startswith("second: ")
+            assert refused.json()["error"]["details"] == {"side": "second"}
+    finally:
+        running.stop()
 
 
 def test_client_streaming_upload_of_long_sequences(grpc_server):

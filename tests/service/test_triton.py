@@ -17,7 +17,7 @@ from gader import triton_local
 from gader.data import open_dataset
 from gader.export import export_detector, export_gar, triton_name
 from service.settings import Settings
-from tests.service.conftest import free_port, start_server
+from tests.service.conftest import REPO, free_port, start_server
 
 
 @dataclass
@@ -71,7 +71,10 @@ def test_the_repository_has_the_documented_layout(triton, models):
     ):
         assert (triton.repository / path).is_file(), path
     config = (triton.repository / name / "config.pbtxt").read_text()
-    assert "KIND_GPU" in config and "allow_ragged_batch: true" in config and "max_queue_delay_microseconds" in config
+    assert "KIND_GPU" in config and "allow_ragged_batch: true" in config
+    assert "max_queue_delay_microseconds: 20000" in config  # the tests' window (see the fixture)
+    shipped = sorted((REPO / "model_repository").glob("*/config.pbtxt"))  # the shipped repository keeps 2 ms
+    assert len(shipped) == 2 and all("max_queue_delay_microseconds: 2000\n" in p.read_text() for p in shipped)
 
 
 def test_local_and_triton_give_the_same_embeddings_and_detections(triton, models, records):
@@ -130,7 +133,7 @@ def test_concurrent_requests_are_batched_by_triton(triton, models, records):
 
     delta = asyncio.run(burst())
     assert delta["inference_count"] == 32
-    assert delta["execution_count"] < delta["inference_count"]  # several requests per model execution
+    assert delta["execution_count"] <= delta["inference_count"] // 2  # several requests per model execution
 
 
 def test_identify_end_to_end_matches_and_survives_a_triton_outage(tmp_path, triton, models, records):

@@ -64,3 +64,33 @@ def test_a_video_enrolls_and_identifies_itself(shipped_server, shared_videos):
         standing = shared_videos / "stand-1.mp4"
         refused = api.post("/v1/galleries/videos/identify", files={"file": (standing.name, standing.read_bytes())})
         assert refused.status_code == 422 and "no usable gait" in refused.json()["error"]["message"]
+
+
+def test_compare_names_the_side_and_the_track_that_fail(shipped_server, shared_videos):
+    """POST /v1/compare with real videos: each side's track id goes to its own video, and a side that cannot be
+    used (a standing person: no usable gait; a track the video does not have) fails the request by its name,
+    with the other side's problem in the details when both fail."""
+    walk = shared_videos / "casia-b-001-bg-01-000.avi"
+    stand = shared_videos / "stand-1.mp4"
+
+    def compare(first, second, **form):
+        files = {"first": (first.name, first.read_bytes()), "second": (second.name, second.read_bytes())}
+        with shipped_server.client() as api:
+            return api.post("/v1/compare", files=files, data=form)
+
+    same = compare(walk, walk, first_track_id="1")
+    assert same.status_code == 200, same.text
+    body = same.json()
+    assert body["score"] == pytest.approx(1.0, abs=1e-4) and body["match"] is True
+    assert [s["track_id"] for s in body["sources"]] == [1, 1] and [s["kind"] for s in body["sources"]] == ["video"] * 2
+    no_gait = compare(walk, stand)
+    assert no_gait.status_code == 422
+    error = no_gait.json()["error"]
+    assert error["message"].startswith("second: no usable gait") and error["details"]["side"] == "second"
+    assert error["details"]["detection"]["usable"] is False
+    wrong_track = compare(walk, walk, second_track_id="7")  # the track id is the second side's
+    assert wrong_track.status_code == 400 and wrong_track.json()["error"]["message"].startswith("second: ")
+    assert "no track 7" in wrong_track.json()["error"]["message"]
+    both = compare(walk, stand, first_track_id="7").json()["error"]  # both fail: the first is said, the second kept
+    assert both["message"].startswith("first: ") and "no track 7" in both["message"]
+    assert both["details"]["second_error"].startswith("no usable gait")
