@@ -510,7 +510,8 @@ class MatchingCore:
         limit, point = self.threshold(threshold, operating_point)
         start = Timings()
         side_timings = {side: Timings() for side in COMPARED_SIDES}
-        # Both sides at once: decoding and inference run in thread pools, so a second core works on the second.
+        # Both sides at once (decoding and inference run in thread pools). On 2 cores, where one inference keeps
+        # both busy, that saves little: a compare costs 1.9x a verify (bench/bench_compare.py).
         outcomes = await asyncio.gather(
             *(
                 self._embed(probe.data, probe.filename, side_timings[side], probe.track_id)
