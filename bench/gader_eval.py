@@ -45,6 +45,7 @@ from gader.model_io import load_detector, load_model
 from gader.pipeline import (
     ALONE,
     DEFAULT_GAIT_WEIGHT,
+    MODALITIES,
     GaderPipeline,
     PipelineConfig,
     PipelineResult,
@@ -173,7 +174,7 @@ def main() -> None:
         raise SystemExit(f"--gait-weight: {exc}") from None
     gader = GaderPipeline(gar_with_rgb, detector, routing)
     gait_weight = gader.gait_weight
-    alone = [ALONE[m] for m in ("gait", "appearance") if ALONE[m] in statistics]
+    alone = [ALONE[m] for m in MODALITIES if ALONE[m] in statistics]
     kind_note = (
         "; a modality two sides share alone is standardised by its impostor statistics over such pairs, "
         + ", ".join(f"`{section}`" for section in alone)

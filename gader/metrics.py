@@ -187,6 +187,18 @@ def operating_point_name(fmr: float) -> str:
     return f"fmr={fmr:.0e}".replace("e-0", "e-")
 
 
+def operating_point_fmr(name: object) -> float | None:
+    """``operating_point_name``'s inverse: ``"fmr=1e-3"`` -> 0.001; None for anything else (a rate outside
+    (0, 1) included), so that a hand-edited name can be refused by name."""
+    if not isinstance(name, str) or not name.startswith("fmr="):
+        return None
+    try:
+        rate = float(name[len("fmr=") :])
+    except ValueError:
+        return None
+    return rate if 0 < rate < 1 else None
+
+
 def far_resolution(curve: RocCurve) -> float:
     return 1.0 / curve.impostor
 

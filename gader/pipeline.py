@@ -159,17 +159,6 @@ def check_fusion_statistics(statistics: Mapping[str, Any], where: str) -> None:
         raise GaderError(f"{where}: fusion_statistics.joint.gait_weight must lie in [0, 1]")
 
 
-def _operating_point_fmr(name: Any) -> float | None:
-    """``"fmr=1e-3"`` -> 0.001; None for anything else."""
-    if not isinstance(name, str) or not name.startswith("fmr="):
-        return None
-    try:
-        rate = float(name[len("fmr=") :])
-    except ValueError:
-        return None
-    return rate if 0 < rate < 1 else None
-
-
 def check_fused_operating_points(tables: Any, where: str) -> None:
     """A card's fused-score thresholds, ``{"all"|"gait"|"appearance"|"both": {"fmr=1e-3": number}}``, checked
     where they are used: a hand-edited card fails with a message naming the card and the entry."""
@@ -182,7 +171,7 @@ def check_fused_operating_points(tables: Any, where: str) -> None:
                 "both; re-run gader calibrate-fusion"
             )
         for name, value in thresholds.items():
-            if _operating_point_fmr(name) is None:
+            if metrics.operating_point_fmr(name) is None:
                 raise GaderError(
                     f"{where}: fusion_operating_points.{table}.{name} is not named fmr=<rate> with a rate between 0 "
                     "and 1"
@@ -444,11 +433,7 @@ def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> d
                 f"{modality}: all {impostor.size} impostor pairs score the same ({impostor.mean():.6f}), so there "
                 "is no spread to standardise by; calibrate on more varied people"
             )
-        statistics[modality] = {
-            "impostor_mean": float(impostor.mean()),
-            "impostor_std": float(impostor.std()),
-            "impostor_pairs": int(impostor.size),
-        }
+        statistics[modality] = _impostor_section(impostor)
         impostors[modality] = (similarity, present)
     (gait, has_gait), (look, has_look) = impostors["gait"], impostors["appearance"]
     both = has_gait & has_look & different & upper
@@ -456,10 +441,9 @@ def modality_statistics(results: list[PipelineResult], subjects: list[str]) -> d
     if both.sum() >= 3 and gait[both].std() > 1e-9 and look[both].std() > 1e-9:
         rho = float(np.corrcoef(gait[both], look[both])[0, 1])
     statistics[JOINT] = {"impostor_correlation": rho, "impostor_pairs": int(both.sum())}
-    for modality, (similarity, present, alone) in (
-        ("gait", (gait, has_gait, has_gait & ~has_look)),
-        ("appearance", (look, has_look, has_look & ~has_gait)),
-    ):
+    for modality, other in zip(MODALITIES, MODALITIES[::-1], strict=True):
+        similarity, present = impostors[modality]
+        alone = present & ~impostors[other][1]  # pairs that share this modality and not the other
         lone = similarity[alone & different & upper]
         rest = similarity[present & ~alone & different & upper]  # the pairs that also share the other modality
         if lone.size >= MIN_ALONE_PAIRS and rest.size >= 2 and lone.std() > 1e-9 and rest.std() > 1e-9:
@@ -707,7 +691,9 @@ def _kind_thresholds(
     borrowed: list[str] = []
     raised: list[str] = []
     floor = -math.inf  # the highest threshold at a coarser rate so far
-    for name in sorted({*own, *pooled}, key=lambda n: -_operating_point_fmr(n)):  # coarse to fine: fmr=1e-2 first
+    for name in sorted(
+        {*own, *pooled}, key=lambda n: -metrics.operating_point_fmr(n)
+    ):  # coarse to fine: fmr=1e-2 first
         if name not in own:
             borrowed.append(name)
         candidate = own[name] if name in own else pooled[name]

@@ -160,6 +160,15 @@ def _decision(threshold: float | None, operating_point: str | None) -> dict[str,
     return form
 
 
+def _print_verdict(result: dict[str, Any], as_json: bool) -> None:
+    """A 1:1 answer (verify, compare): the JSON as it came, or one line."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    verdict = "MATCH" if result["match"] else "no match"
+    print(f"{verdict}: score {result['score']:.4f}, threshold {result['threshold']:.3f} ({result['operating_point']})")
+
+
 @client_app.command("create-gallery")
 def client_create_gallery(name: str = typer.Argument(...)) -> None:
     print(json.dumps(_call("POST", "/v1/galleries", json={"name": name}), indent=2))
@@ -225,11 +234,7 @@ def client_verify(
         files=_file(file),
         data={"subject_id": subject, **_decision(threshold, operating_point)},
     )
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    verdict = "MATCH" if result["match"] else "no match"
-    print(f"{verdict}: score {result['score']:.4f}, threshold {result['threshold']:.3f} ({result['operating_point']})")
+    _print_verdict(result, as_json)
 
 
 @client_app.command("compare")
@@ -247,11 +252,7 @@ def client_compare(
         files={**_file(first, "first"), **_file(second, "second")},
         data=_decision(threshold, operating_point),
     )
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    verdict = "MATCH" if result["match"] else "no match"
-    print(f"{verdict}: score {result['score']:.4f}, threshold {result['threshold']:.3f} ({result['operating_point']})")
+    _print_verdict(result, as_json)
 
 
 # --- calibration -----------------------------------------------------------------------------------

@@ -530,12 +530,10 @@ class MatchingCore:
         for side, outcome in failures.items():
             if not isinstance(outcome, SIDE_ERRORS):
                 raise outcome  # not about this side's upload (inference unavailable, say): as any request gets it
-            other = {
-                f"{name}_error": failure.message for name, failure in failures.items() if name != side
-            }  # the other side's problem too, so that one answer names both
-            raise type(outcome)(
-                f"{side}: {outcome.message}", {**outcome.details, "side": side, **other}, outcome.retry_after
-            )
+            error = outcome.for_side(side)
+            # the other side's problem too, so that one answer names both
+            error.details.update({f"{name}_error": f.message for name, f in failures.items() if name != side})
+            raise error
         (result_a, vector_a, source_a), (result_b, vector_b, source_b) = outcomes
         score = round(float(similarity(float(vector_a @ vector_b))), 6)
         match = score >= limit

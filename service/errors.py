@@ -18,6 +18,11 @@ class ServiceError(Exception):
         self.details = details or {}
         self.retry_after = retry_after
 
+    def for_side(self, side: str) -> ServiceError:
+        """The same error about one upload of a request that takes two (compare): the message starts with the
+        side's name and ``details.side`` names it."""
+        return type(self)(f"{side}: {self.message}", {**self.details, "side": side}, self.retry_after)
+
 
 class InvalidInput(ServiceError):
     status, code = 400, "invalid_argument"

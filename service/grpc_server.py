@@ -303,11 +303,11 @@ class GaderServicer(pb_grpc.GaderServicer):
             probes = []
             for side in ("first", "second"):
                 if not request.HasField(side):
-                    raise InvalidInput(f"{side}: give a sequence", {"side": side})
+                    raise InvalidInput("give a sequence").for_side(side)
                 try:
                     data, name, track = sequence_bytes(getattr(request, side), self.core.settings.max_upload_bytes)
                 except (InvalidInput, PayloadTooLarge) as exc:
-                    raise type(exc)(f"{side}: {exc.message}", {**exc.details, "side": side}) from None
+                    raise exc.for_side(side) from None
                 probes.append(Probe(data, name, track))
             threshold = request.threshold if request.HasField("threshold") else None
             result = await self.core.compare(p, *probes, threshold, request.operating_point or None)

@@ -227,3 +227,10 @@ def test_sequence_strips_draw_each_sequence_and_refuse_what_they_cannot(tmp_path
         plot_sequence_strips([("a", walk), ("empty", walk[:0])], tmp_path / "x.png")
     with pytest.raises(GaderError, match="no sequences"):
         plot_sequence_strips([], tmp_path / "x.png")
+
+
+def test_operating_point_names_read_back_and_strangers_are_told_apart():
+    for fmr in (*metrics.OPERATING_FMRS, 0.02, 0.5):
+        assert metrics.operating_point_fmr(metrics.operating_point_name(fmr)) == pytest.approx(fmr)
+    for stranger in ("fmr=2", "fmr=0", "fmr=x", "strict", "FMR=1e-3", 1e-3, None):
+        assert metrics.operating_point_fmr(stranger) is None

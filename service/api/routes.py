@@ -251,7 +251,7 @@ async def compare(
         try:
             data, name = await read_upload(upload, service.settings.max_upload_bytes)
         except PayloadTooLarge as exc:
-            raise PayloadTooLarge(f"{side}: {exc.message}", {"side": side}) from None
+            raise exc.for_side(side) from None
         probes.append(Probe(data, name, track_id))
     result = await service.compare(caller, *probes, threshold, operating_point)
     return schemas.CompareOut(
