@@ -149,6 +149,31 @@ def test_a_replica_behind_a_trimmed_stream_reloads(redis_server):
     assert manager.sizes()["g"] == 20  # recovered by reloading the snapshot, not by the trimmed stream
 
 
+def test_a_snapshot_reads_every_template_once_in_chunks(redis_server):
+    """all_templates scans each gallery in chunks (HSCAN + HMGET): with chunks far smaller than the galleries,
+    every template comes back exactly once, with its own subject and vector; one whose vector is gone (removed
+    between the two reads) is left to the change stream."""
+    store = RedisStore(redis_server.url)
+    expected = {}
+    for gallery, count in (("a", 95), ("b", 3), ("empty", 0)):
+        store.create_gallery(gallery, {}, None)
+        for subject in ("s1", "s2"):
+            store.create_subject(gallery, subject, {})
+        for i in range(count):
+            vector = np.full(4, i, np.float32) + (gallery == "b")
+            template = Template(f"{gallery}-t{i}", gallery, f"s{i % 2 + 1}", "m", vector, now(), {})
+            store.add_template(template)
+            expected[(gallery, template.template_id)] = (template.subject_id, vector)
+    store.client.hdel("gader:vectors:a", "a-t7")
+    del expected[("a", "a-t7")]
+    found = [(t.gallery, t.template_id, t.subject_id, t.vector) for t in store.all_templates(chunk=7)]
+    assert len(found) == len(expected) == 97
+    assert {(g, i) for g, i, _, _ in found} == set(expected)
+    for gallery, template_id, subject, vector in found:
+        assert subject == expected[(gallery, template_id)][0]
+        np.testing.assert_array_equal(vector, expected[(gallery, template_id)][1])
+
+
 def test_changes_apply_idempotently():
     vector = flatten_embedding(np.eye(4, 2, dtype=np.float32))  # [4 channels, 2 parts] -> 8 dims
     index = GalleryIndex(8)
