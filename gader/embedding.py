@@ -116,18 +116,26 @@ def embed_sequences(
     frame_budget: int = 4096,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """float32 [N, d, p] embeddings of prepared sequences, in their order. A sequence shorter than the
+    """float32 [N, d, p] embeddings of prepared sequences, in their order, each the same as embedded alone (up to
+    float rounding). A sequence shorter than the
     architecture takes (GaitGL: 3 frames, its temporal stride) is tiled first, alone, as OpenGait does (1 frame
     3x, 2 frames 2x): tiling a padded batch as a whole would leave it to be padded instead, and read as empty."""
     backbone = getattr(embedder, "silhouette", None)
     shortest = backbone.min_frames() if backbone is not None else 1
     sequences = [tiled(seq, shortest) for seq in sequences]
     out: list[np.ndarray | None] = [None] * len(sequences)
-    for batch in length_batches([seq.frames for seq in sequences], frame_budget):
-        tensors = collate([sequences[i] for i in batch], device)
-        embeddings = embedder(tensors.silhouettes, tensors.mask, tensors.ratios).float().cpu().numpy()
-        for row, index in enumerate(batch):
-            out[index] = embeddings[row]
+    # Sequences with ratios and without are batched apart: a batch keeps ratios only when all of its sequences
+    # have them (collate), so one without would take the ratio attention from the others, and a sequence's
+    # embedding would depend on its batch mates.
+    with_ratios = [i for i, seq in enumerate(sequences) if seq.ratios is not None]
+    without = [i for i, seq in enumerate(sequences) if seq.ratios is None]
+    for group in (with_ratios, without):
+        for rows in length_batches([sequences[i].frames for i in group], frame_budget):
+            batch = [group[row] for row in rows]
+            tensors = collate([sequences[i] for i in batch], device)
+            embeddings = embedder(tensors.silhouettes, tensors.mask, tensors.ratios).float().cpu().numpy()
+            for row, index in enumerate(batch):
+                out[index] = embeddings[row]
     return np.stack(out)  # type: ignore[arg-type]
 
 

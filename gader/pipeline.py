@@ -326,24 +326,20 @@ def _thresholds(genuine: np.ndarray, impostor: np.ndarray, fmrs: tuple[float, ..
     "tmr": {name: true match rate}, "unresolved": [names finer than the impostor pairs can resolve],
     "genuine_pairs", "impostor_pairs"}.
 
-    A threshold is the lowest score whose false match rate over the impostor pairs stays within the target
-    (``metrics.threshold_at_far``). It needs impostor pairs only: pairs with no genuine pair among them still
-    get thresholds, without a true match rate (``tmr`` leaves them out)."""
+    A threshold is the lowest impostor score whose false match rate over the impostor pairs stays within the
+    target (``metrics.impostor_threshold_at_far``). It needs impostor pairs only: pairs with no genuine pair
+    among them still get thresholds, without a true match rate (``tmr`` leaves them out)."""
     found: dict[str, Any] = {"operating_points": {}, "tmr": {}, "unresolved": []}
     found.update(genuine_pairs=int(genuine.size), impostor_pairs=int(impostor.size))
-    curve = metrics.roc_curve(genuine, impostor) if genuine.size and impostor.size else None
     for fmr in fmrs:
         name = metrics.operating_point_name(fmr)
-        if curve is not None:
-            threshold = metrics.threshold_at_far(curve, fmr)
-        else:
-            threshold = metrics.impostor_threshold_at_far(impostor, fmr) if impostor.size else None
+        threshold = metrics.impostor_threshold_at_far(impostor, fmr) if impostor.size else None
         if threshold is None or fmr * impostor.size < 1 or not math.isfinite(threshold):  # nothing to set it by
             found["unresolved"].append(name)
             continue
         found["operating_points"][name] = threshold
-        if curve is not None:
-            found["tmr"][name] = metrics.tar_at_far(curve, (fmr,))[fmr]
+        if genuine.size:
+            found["tmr"][name] = float(np.mean(genuine >= threshold))
     return found
 
 
@@ -552,7 +548,15 @@ class GaderPipeline:
         height, width = self.model.embedder.input_size
         rgb = resize_frames(record.rgb[: self.config.max_frames], height, width)  # [T, h, w, 3]
         frames = torch.from_numpy(rgb).to(self.device).float().div_(255).permute(3, 0, 1, 2)[None]  # [1, 3, T, h, w]
-        return self.model.rgb(frames).embeddings[0].float().cpu().numpy()
+        # Training weights the RGB branch's frames by the same ratio attention as the silhouettes'
+        # (GAR.forward), and its batch norms learned their statistics on weighted features: served without
+        # the weights, its features are about 1/r (~1.8x) larger than any it saw.
+        weights = None
+        ratio_attention = self.model.embedder.ratio
+        if ratio_attention is not None and self.config.use_ratios and record.ratios is not None:
+            ratios = torch.from_numpy(record.ratios[: self.config.max_frames].astype(np.float32)).to(self.device)
+            weights = ratio_attention(ratios[None], None)  # [1, T]
+        return self.model.rgb(frames, None, weights).embeddings[0].float().cpu().numpy()
 
     def process(self, record: SequenceRecord, detection: DetectionReport | None = None) -> PipelineResult:
         """Detect, route and embed one sequence. ``detection``: this record's report from the same detector,

@@ -267,6 +267,8 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Thresholds on the service's similarity at FMR 1e-2 / 1e-3 / 1e-4, stored with the model."""
+    import math
+
     import numpy as np
 
     from gader import metrics
@@ -291,11 +293,16 @@ def calibrate(
         genuine, impostor = scores[upper & same], scores[upper & ~same]
     else:
         genuine, impostor = scores[same], scores[~same]
-    curve = metrics.roc_curve(genuine, impostor)
+    curve = metrics.roc_curve(genuine, impostor)  # refuses calibration data without pairs of both kinds
     fmrs = metrics.OPERATING_FMRS
     names = {far: metrics.operating_point_name(far) for far in fmrs}
-    points = {names[far]: round(metrics.threshold_at_far(curve, far), 6) for far in fmrs}
-    tar = metrics.tar_at_far(curve, fmrs)
+    points, tar = {}, {}
+    for far in fmrs:
+        threshold = metrics.impostor_threshold_at_far(impostor, far)  # the k-th highest impostor score
+        if not math.isfinite(threshold):  # finer than the impostors resolve: the lowest score above them all
+            threshold = metrics.threshold_at_far(curve, far)
+        points[names[far]] = math.ceil(threshold * 1e6) / 1e6  # 6 decimals, rounded up: never below it
+        tar[far] = float(np.mean(genuine >= points[names[far]]))
     for far in fmrs:
         if far * impostor.size < 1:
             print(

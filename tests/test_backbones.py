@@ -139,6 +139,32 @@ def test_ratio_attention_uses_ratios_and_never_invents_them():
     assert torch.equal(without, backbone_alone)  # no ratios: no attention, nothing made up
 
 
+def test_a_sequence_with_ratios_embeds_the_same_beside_one_without():
+    """A batch keeps ratios only when all of its sequences have them; embed_sequences batches the two kinds
+    apart, so a sequence with ratios keeps its ratio attention whatever else is embedded with it."""
+    import numpy as np
+
+    from gader.embedding import PreparedSequence, embed_sequences
+
+    torch.manual_seed(0)
+    model = _gar("gaitset", ratio_attention=True)
+    with torch.no_grad():
+        model.ratio.conv.weight.normal_(0, 3.0)
+    embedder = model.embedder().eval()
+    rng = np.random.default_rng(0)
+    frames = [(rng.random((n, 32, 22)) > 0.5).astype(np.uint8) * 255 for n in (9, 10, 11)]
+    sequences = [
+        PreparedSequence(frames[0], rng.uniform(0.5, 2.0, 9).astype(np.float32)),
+        PreparedSequence(frames[1], None),
+        PreparedSequence(frames[2], rng.uniform(0.5, 2.0, 11).astype(np.float32)),
+    ]
+    together = embed_sequences(embedder, sequences)  # [3, d, p]
+    alone = np.stack([embed_sequences(embedder, [sequence])[0] for sequence in sequences])
+    assert np.abs(together - alone).max() < 1e-5
+    unweighted = embed_sequences(embedder, [PreparedSequence(frames[0], None)])[0]
+    assert np.abs(alone[0] - unweighted).max() > 1e-3  # the ratios matter to this embedder
+
+
 def test_distillation_pulls_silhouettes_towards_rgb_with_a_stop_gradient():
     torch.manual_seed(0)
     model = _gar("gaitbase", ratio_attention=True, distillation=True).train()

@@ -64,6 +64,36 @@ def test_gait_frames_go_to_gar_and_the_rest_to_the_rgb_branch(artifacts, synth_w
     assert set(result.to_dict()) >= {"detection", "embedding_shape", "embedded_frames", "model"}
 
 
+def test_the_rgb_branch_is_served_with_the_ratio_weights_it_was_trained_with(synth_wild, tmp_path):
+    """GAR.forward weights the RGB branch's frames by the ratio attention, as the silhouettes'; the pipeline's
+    appearance embedding must be that same function of the record, not the branch run unweighted."""
+    from gader.embedding import resize_frames
+
+    torch.manual_seed(1)
+    config = GARConfig(
+        "gaitbase", {"width": 0.25, "input_height": 32, "input_width": 22}, ratio_attention=True, distillation=True
+    )
+    gar = GAR(config).eval()
+    with torch.no_grad():  # a trained attention: weights that vary with the ratios (a fresh one is 0.5 throughout)
+        gar.ratio.conv.weight.normal_(0, 3.0)
+    save_model(tmp_path / "model", gar.embedder(), ModelCard(id="weighted", gar={}), gar.rgb)
+    pipeline = GaderPipeline(load_model(tmp_path / "model", with_rgb=True), None, PipelineConfig(use_detector=False))
+    record = open_dataset(synth_wild).load(0)
+    assert record.rgb is not None and record.ratios is not None
+    rgb = resize_frames(record.rgb, 32, 22)  # [T, 32, 22, 3]
+    frames = torch.from_numpy(rgb).float().div(255).permute(3, 0, 1, 2)[None]  # [1, 3, T, 32, 22]
+    with torch.no_grad():
+        weights = gar.frame_weights(torch.from_numpy(record.ratios.astype(np.float32))[None], None)  # [1, T]
+        assert float(weights.max() - weights.min()) > 0.1
+        trained = gar.rgb(frames, None, weights).embeddings[0].numpy()
+        unweighted = gar.rgb(frames).embeddings[0].numpy()
+    served = pipeline.embed_appearance(record)
+    assert np.allclose(served, trained, atol=1e-5)
+    assert not np.allclose(served, unweighted, atol=1e-3)
+    without_ratios = GaderPipeline(pipeline.model, None, PipelineConfig(use_detector=False, use_ratios=False))
+    assert np.allclose(without_ratios.embed_appearance(record), unweighted, atol=1e-5)  # as its gait side does
+
+
 STATISTICS = {
     "gait": {"impostor_mean": 0.5, "impostor_std": 0.25},
     "appearance": {"impostor_mean": 0.25, "impostor_std": 0.5},
@@ -528,7 +558,7 @@ LAYOUTS = {
 @pytest.mark.parametrize("statistics", [STATISTICS, STATISTICS_BY_KIND], ids=["shared", "by-kind"])
 def test_fused_operating_points_by_hand(statistics, layout, capsys):
     """Thresholds on the fused score at each false match rate, checked against a brute-force oracle over every
-    pair once: the lowest score at which no more than that share of impostor pairs is accepted, the share of
+    pair once: the lowest impostor score at which no more than that share of impostor pairs is accepted, the share of
     genuine pairs accepted there, and the false match rate of each kind of pair at it. A kind of pair without
     genuine pairs still gets thresholds (they need impostors only), without a true match rate."""
     from gader.pipeline import fused_operating_points
@@ -567,9 +597,9 @@ def test_fused_operating_points_by_hand(statistics, layout, capsys):
             (genuine if subjects[i] == subjects[j] else impostor)[kind].append(score)
 
     def threshold_at(genuine_scores: list[float], impostor_scores: list[float], fmr: float) -> float:
-        """The lowest score at which at most ``fmr`` of the impostor scores pass, by trying every score."""
-        candidates = sorted(set(genuine_scores) | set(impostor_scores))
-        return min(t for t in candidates if np.mean(np.array(impostor_scores) >= t) <= fmr)
+        """The lowest impostor score at which at most ``fmr`` of the impostor scores pass, by trying every one
+        (a genuine score in between would pass as many of these impostors and more new ones)."""
+        return min(t for t in set(impostor_scores) if np.mean(np.array(impostor_scores) >= t) <= fmr)
 
     every_genuine = [score for scores in genuine.values() for score in scores]
     every_impostor = [score for scores in impostor.values() for score in scores]
@@ -612,6 +642,19 @@ def test_fused_operating_points_by_hand(statistics, layout, capsys):
     assert "fmr=1e-3" not in found["operating_points"]
     with pytest.raises(GaderError, match="pairs of the same person and of different people, got 0"):
         fused_operating_points(results[::4], subjects[::4], 0.6, statistics)  # one sequence per person
+
+
+def test_an_operating_point_sits_on_an_impostor_score_not_on_a_genuine_one_above_the_next():
+    """A genuine score between the k-th and (k+1)-th highest impostor would pass as few of these impostors, but
+    about (k+1) / n of new ones: up to twice the rate named when k is small. The threshold is the k-th impostor."""
+    from gader.pipeline import _thresholds
+
+    impostor = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    genuine = np.array([0.95, 0.85, 0.82])
+    found = _thresholds(genuine, impostor, (0.1, 0.2, 0.01))
+    assert found["operating_points"] == {"fmr=1e-1": 0.9, "fmr=2e-1": 0.8}
+    assert found["tmr"] == {"fmr=1e-1": pytest.approx(1 / 3), "fmr=2e-1": pytest.approx(1.0)}
+    assert found["unresolved"] == ["fmr=1e-2"]
 
 
 def test_compare_scores_two_files_with_the_pipeline_and_decides_at_the_calibrated_points(synth_wild, tmp_path):

@@ -67,6 +67,37 @@ def test_calibrate_writes_operating_points(tmp_path, models, synth_casia):
     assert set(points) == {"fmr=1e-2", "fmr=1e-3", "fmr=1e-4"} and points == report["operating_points"]
     assert 0 <= points["fmr=1e-2"] <= points["fmr=1e-3"] <= points["fmr=1e-4"] <= 1  # stricter, higher
     assert report["impostor_pairs"] > 0 and report["genuine_pairs"] > 0
+    # Oracle: each resolved threshold is the k-th highest impostor score (k = rate x impostor pairs; 6 decimals,
+    # rounded up), so that a new impostor passes with about the rate named (a genuine score just above the
+    # (k+1)-th impostor passes the same share of these impostors but about (k+1) / n of new ones).
+    import math
+
+    import numpy as np
+
+    from gader.data import open_dataset
+    from gader.embedding import embed_dataset
+    from service.gallery.index import flatten_embedding, similarity
+
+    loaded = load_model(model)
+    embeddings, infos = embed_dataset(
+        loaded.embedder, open_dataset(synth_casia), loaded.embedder.input_size, show_progress=False
+    )
+    vectors = np.stack([flatten_embedding(e) for e in embeddings])
+    subjects = np.array([i.subject for i in infos])
+    enrolled = np.isin([i.condition.lower() for i in infos], ["nm-01", "nm-02", "nm-03", "nm-04"])
+    scores = similarity(vectors[~enrolled] @ vectors[enrolled].T)
+    same = subjects[~enrolled][:, None] == subjects[enrolled][None, :]
+    impostor, genuine = np.sort(scores[~same])[::-1], scores[same]
+    assert report["impostor_pairs"] == impostor.size and report["genuine_pairs"] == genuine.size
+    resolved = 0
+    for name, fmr in (("fmr=1e-2", 1e-2), ("fmr=1e-3", 1e-3), ("fmr=1e-4", 1e-4)):
+        k = int(fmr * impostor.size + 1e-9)
+        if k >= 1:
+            resolved += 1
+            assert points[name] == math.ceil(impostor[k - 1] * 1e6) / 1e6
+            assert np.mean(impostor >= points[name]) <= fmr
+            assert report["tmr_at_fmr"][f"{fmr:.0e}"] == round(100 * float(np.mean(genuine >= points[name])), 2)
+    assert resolved >= 1  # the oracle ran
     missing = gader("calibrate", "--model", str(tmp_path / "none"), "--data", str(synth_casia))
     assert missing.returncode == 1 and "no model" in missing.stderr
     # too few pairs to resolve fmr=1e-4 is said, not hidden (and not said when there are enough)
