@@ -208,6 +208,20 @@ def ratio_channels(ratios: np.ndarray | None, frames: int, width: int) -> np.nda
     return channels
 
 
+def clip_of(dhs: np.ndarray, start: int, end: int, ratio_inputs: bool) -> np.ndarray:
+    """The detector's input [C_in, W, T] (the last channels are ratio channels when ``ratio_inputs``, as
+    ``DetectorConfig.ratio_inputs`` makes them) cut to frames [start, end), as ``dhs_of`` makes it for a sequence of
+    those frames alone: the ratio channels (their trend over +-8 frames and their size against the median) are
+    recomputed from the clip's own ratios, which the size channel holds up to a constant (log ratio - median,
+    x2; a constant scale of the ratios changes neither channel). Sliced as they are, they would carry the
+    sequence around the clip: what a short upload never has."""
+    clip = dhs[..., start:end].copy()
+    if ratio_inputs and clip.shape[-1] and clip[-1].any():  # known flag set: the sequence had ratios
+        size = clip[-2, 0]  # [t] 2 * (log ratio - the sequence's median)
+        clip[-RATIO_CHANNELS:] = ratio_channels(np.exp(size / 2.0), clip.shape[-1], clip.shape[1])
+    return clip
+
+
 def dhs_of(silhouettes: np.ndarray, config: DetectorConfig, ratios: np.ndarray | None = None) -> np.ndarray:
     """Aligned silhouettes uint8 [T, 64, 64|44] (and their resize ratios [T], if known) -> the detector's input
     float32 [C, width, T]: channel 0 is the DHS (knee row) in [0, 1], channels 1.. the configured extra rows,

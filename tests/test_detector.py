@@ -281,6 +281,37 @@ def test_ratio_inputs_are_appended_and_training_blanks_some_of_them():
     assert len(detector.detect(silhouettes).frame_labels) == 30  # no ratios: still a report
 
 
+def test_a_clip_gets_the_ratio_channels_of_its_own_frames():
+    """A short clip cut from a sequence's input must be what dhs_of makes from the clip's frames and ratios alone
+    (a short upload): the trend and size channels of the whole sequence carry frames around the clip. The
+    sampler's short training clips and eval-detector's short-clip report both cut with clip_of."""
+    from gader.detector import clip_of
+
+    config = DetectorConfig(extra_rows=(0.08,), ratio_inputs=True)
+    rng = np.random.default_rng(3)
+    silhouettes = ((rng.random((50, 64, 44)) > 0.5) * 255).astype(np.uint8)
+    ratios = 0.4 * 1.02 ** np.arange(50) * rng.uniform(0.98, 1.02, 50)  # approaching, with mask noise
+    whole = dhs_of(silhouettes, config, ratios)
+    for start, end in ((20, 28), (0, 3), (45, 50), (10, 11)):
+        alone = dhs_of(silhouettes[start:end], config, ratios[start:end])
+        assert np.allclose(clip_of(whole, start, end, True), alone, atol=1e-5)
+    assert not np.allclose(whole[..., 20:28], dhs_of(silhouettes[20:28], config, ratios[20:28]), atol=1e-3)
+    unknown = dhs_of(silhouettes, config)  # no ratios: channels stay zero, as a clip uploaded without them
+    assert np.array_equal(clip_of(unknown, 5, 9, True), dhs_of(silhouettes[5:9], config))
+    plain = DetectorConfig(extra_rows=(0.08,))
+    assert np.array_equal(clip_of(dhs_of(silhouettes, plain), 5, 9, False), dhs_of(silhouettes[5:9], plain))
+    item = LabelledDHS(whole, np.zeros(50, np.int64), "synthetic", "s")
+    windows, _ = sample_windows(
+        [item], 200, (16, 24), rng, balanced=False, context=8, short_share=0.5, short_lengths=(2, 6), ratio_inputs=True
+    )
+    short = [crop for crop, first, last in windows if last - first <= 6]
+    assert short and all(abs(np.median(crop[-2, 0])) < 1e-6 for crop in short)  # sized against its own median
+    for crop in short:  # each is some clip of the sequence, with channels recomputed on it alone
+        length = crop.shape[-1]
+        starts = [s for s in range(50 - length + 1) if np.array_equal(whole[:2, :, s : s + length], crop[:2])]
+        assert any(np.allclose(crop, clip_of(whole, s, s + length, True), atol=1e-6) for s in starts)
+
+
 def test_training_holds_the_feet_rows_still_in_a_share_of_the_windows():
     frames, width = 40, 44
     dhs = np.zeros((3, width, frames), np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 
 from gader.data.dataset import SequenceDataset
 from gader.data.record import FrameLabels, SequenceRecord, cut_sides
-from gader.detector import RATIO_CHANNELS, DetectorConfig, dhs_of
+from gader.detector import RATIO_CHANNELS, DetectorConfig, clip_of, dhs_of
 from gader.progress import progress
 from gader.silhouettes import pretreat
 
@@ -221,6 +221,7 @@ def sample_windows(
     still_share: float = 0.0,
     short_share: float = 0.0,
     short_lengths: tuple[int, int] = (4, 16),
+    ratio_inputs: bool = False,
 ) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
     """Random windows (random sequence, length and start) and their majority labels.
 
@@ -232,7 +233,8 @@ def sample_windows(
     ratios, so that one detector serves both. ``still_share`` is the share of windows whose ``still_channels``
     are held still (``hold_still``), label unchanged. ``short_share`` is the share of windows that are a whole
     short clip instead: ``short_lengths`` frames with no context around them, as inference sees a sequence
-    shorter than its shortest window.
+    shorter than its shortest window, with their ratio channels (when ``ratio_inputs``) made from the clip alone
+    (``clip_of``).
     """
     windows, labels = [], []
     wanted = rng.integers(0, 4, size=count) if balanced else None
@@ -250,7 +252,7 @@ def sample_windows(
             continue
         reach = 0 if short else context
         left, right = max(0, start - reach), min(frames, start + length + reach)
-        crop = item.dhs[..., left:right]
+        crop = clip_of(item.dhs, left, right, ratio_inputs) if short else item.dhs[..., left:right]
         if blank_ratios and rng.random() < blank_ratios:
             crop = without_ratios(crop)
         if still_channels and still_share and rng.random() < still_share:

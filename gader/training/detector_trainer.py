@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from gader.data import open_dataset, split_dataset
 from gader.data.dataset import SequenceDataset
 from gader.data.record import DETECTOR_CLASSES
-from gader.detector import FULL_GAIT, DetectorConfig, DHSClassifier, GaitDetector
+from gader.detector import FULL_GAIT, DetectorConfig, DHSClassifier, GaitDetector, clip_of
 from gader.errors import GaderError
 from gader.overrides import apply_overrides
 from gader.progress import progress
@@ -242,6 +242,7 @@ def train_detector(config: DetectorTrainConfig, run_dir: str | Path, show_progre
         "still_share": config.still_rows_share,
         "short_share": config.short_share,
         "short_lengths": config.short_range,
+        "ratio_inputs": config.detector.ratio_inputs,
     }
     for iteration in progress(range(config.iterations), enabled=show_progress, desc="training detector", unit="it"):
         if mixed:
@@ -339,7 +340,9 @@ def short_clip_report(detector: GaitDetector, items: list[LabelledDHS]) -> dict[
             for row, clip in enumerate(SHORT_CLIP_LENGTHS):
                 if length >= clip:
                     first = start + (length - clip) // 2
-                    counts[kind][row] += [int(detector.detect_dhs(item.dhs[..., first : first + clip]).usable), 1]
+                    # as the detector sees the clip uploaded alone
+                    inputs = clip_of(item.dhs, first, first + clip, detector.config.ratio_inputs)
+                    counts[kind][row] += [int(detector.detect_dhs(inputs).usable), 1]
     return {
         "frames": list(SHORT_CLIP_LENGTHS),
         **{f"{kind}_usable": [round(100 * u / max(n, 1), 2) for u, n in c.tolist()] for kind, c in counts.items()},
