@@ -295,7 +295,9 @@ def verification(
 
 def distance_buckets(data: EmbeddingSet, field_name: str, metric: str = "euc") -> dict[str, dict]:
     """BRIAR-style breakdown: probes grouped by a metadata field (e.g. distance), each group searched
-    against the whole gallery. Returns {bucket: open-set summary + TAR@FAR}."""
+    against the whole gallery. Returns {bucket: open-set summary + TAR@FAR + its probe count}; a bucket that
+    cannot be scored (no probe of it has a match in the gallery) says why under ``error``, and the other
+    buckets are still reported."""
     if field_name not in data.groups:
         raise DataFormatError(f"no per-sequence field {field_name!r} (have: {', '.join(data.groups) or 'none'})")
     probes, _gallery = _probe_gallery(data)
@@ -308,7 +310,12 @@ def distance_buckets(data: EmbeddingSet, field_name: str, metric: str = "euc") -
             subjects=data.subjects[keep],
             is_probe=data.is_probe[keep],
         )
-        summary = dict(open_set(subset, metric).summary)
+        probe_count = int((data.is_probe & (values == bucket)).sum())
+        try:
+            summary = {"probes": probe_count, **open_set(subset, metric).summary}
+        except GaderError as exc:  # e.g. only people who are not enrolled
+            report[str(bucket)] = {"probes": probe_count, "error": str(exc)}
+            continue
         try:
             summary["tar_at_far"] = verification(subset, metric).summary["tar_at_far"]
         except GaderError:

@@ -83,6 +83,19 @@ def test_distance_buckets_split_probes_by_field():
     )
     report = protocols.distance_buckets(data, "distance")
     assert report["near"]["rank1"] == 100.0 and report["far"]["rank1"] == 0.0
+    assert report["near"]["probes"] == report["far"]["probes"] == 2
+
+
+def test_a_bucket_without_enrolled_people_does_not_sink_the_others():
+    data = EmbeddingSet(
+        embeddings=np.array([[0.0], [10.0], [0.5], [9.0], [6.0], [4.0]]),
+        subjects=np.array(["a", "b", "a", "b", "c", "d"]),
+        is_probe=np.array([False, False, True, True, True, True]),
+        groups={"distance": np.array(["", "", "near", "near", "uav", "uav"])},
+    )
+    report = protocols.distance_buckets(data, "distance")
+    assert report["near"]["rank1"] == 100.0 and report["near"]["probes"] == 2
+    assert report["uav"]["probes"] == 2 and "no probe has a true match" in report["uav"]["error"]
 
 
 @pytest.mark.parametrize(
