@@ -152,9 +152,18 @@ def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     try:
         # allow_nan=False: NaN and infinities are not JSON; stored, they would come back as null over REST
         # and as a bare NaN (which JSON parsers refuse) in gRPC's metadata_json.
-        encoded = json.dumps(metadata, allow_nan=False)
+        text = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
     except ValueError:
         raise InvalidInput("metadata must be plain JSON: NaN and infinite numbers are not allowed") from None
+    except RecursionError:
+        raise InvalidInput("metadata is nested too deeply") from None
+    try:
+        # A lone UTF-16 surrogate ("\ud83d", half of an emoji) parses from JSON escapes but is not Unicode text:
+        # stored, it would make every later listing fail to encode its answer.
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("unicode_escape").decode()
+        raise InvalidInput(f"metadata must be valid Unicode text: a lone surrogate {bad} is not") from None
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return metadata

@@ -47,8 +47,41 @@ def _json(text: str, field: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{field} is not valid JSON ({exc})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (4,300)
+        raise InvalidInput(f"{field}: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{field} is nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be a JSON object")
+    return value
+
+
+MAX_DETAILS_TRAILER = 4096  # bytes of JSON; gRPC clients refuse metadata past 8 kB by default
+
+
+def error_trailers(exc: ServiceError) -> tuple[tuple[str, str], ...]:
+    """What REST's error envelope says beyond the status and message, as trailing metadata: the HTTP status
+    (gRPC's FAILED_PRECONDITION is REST's 409 "nothing to compare" and 422 "no usable gait" alike), the error
+    code, the details as JSON (the detection report of a refused probe, the side of a compare) and Retry-After.
+    Details over 4 kB lose their per-frame labels first, then everything but their keys."""
+    trailers = [("gader-http-status", str(exc.status)), ("gader-error-code", exc.code)]
+    if exc.details:
+        text = json.dumps(exc.details)
+        if len(text) > MAX_DETAILS_TRAILER:
+            text = json.dumps(_without_frame_labels(exc.details))
+        if len(text) > MAX_DETAILS_TRAILER:
+            text = json.dumps({"truncated": True, "keys": sorted(exc.details)})
+        trailers.append(("gader-error-details", text))
+    if exc.retry_after:
+        trailers.append(("retry-after", str(exc.retry_after)))
+    return tuple(trailers)
+
+
+def _without_frame_labels(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_frame_labels(v) for k, v in value.items() if k != "frame_labels"}
+    if isinstance(value, list):
+        return [_without_frame_labels(v) for v in value]
     return value
 
 
@@ -83,13 +116,18 @@ def frames_to_npz(frames: Any) -> bytes:
     return buffer.getvalue()
 
 
+def frames_message_bytes(frames: Any) -> int:
+    """What a Frames message carries, in bytes: masks, RGB and its float32 ratios (4 bytes each)."""
+    return len(frames.masks) + len(frames.rgb) + 4 * len(frames.ratios)
+
+
 def sequence_bytes(sequence: Any, limit: int) -> tuple[bytes, str, int | None]:
     """(bytes, file name, track id or None) of a Sequence message, refused (413) beyond ``limit`` bytes before
     frames are converted: the transport admits Compare's two uploads in one message, so one upload is held to
     the limit here, as the core holds REST uploads to it."""
     kind = sequence.WhichOneof("source")
     track_id = sequence.track_id or None
-    size = len(sequence.file) if kind == "file" else len(sequence.frames.masks) + len(sequence.frames.rgb)
+    size = len(sequence.file) if kind == "file" else frames_message_bytes(sequence.frames)
     if size > limit:
         raise PayloadTooLarge(f"upload of {size:,} bytes exceeds the limit of {limit:,}")
     if kind == "file":
@@ -134,8 +172,7 @@ class GaderServicer(pb_grpc.GaderServicer):
             principal = self.core.authenticate(metadata.get("x-api-key"))
             return await action(principal)
         except ServiceError as exc:
-            if exc.retry_after:
-                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            context.set_trailing_metadata(error_trailers(exc))
             await context.abort(STATUS.get(exc.code, grpc.StatusCode.INTERNAL), exc.message)
         except grpc.aio.AbortError:
             raise
@@ -333,7 +370,7 @@ class GaderServicer(pb_grpc.GaderServicer):
         size, shape = 0, None
         async for chunk in chunks:
             first = first or chunk
-            size += len(chunk.file_part) + len(chunk.frames.masks) + len(chunk.frames.rgb)
+            size += len(chunk.file_part) + frames_message_bytes(chunk.frames)
             if size > self.core.settings.max_upload_bytes:
                 raise PayloadTooLarge(
                     f"the stream exceeds the upload limit of {self.core.settings.max_upload_bytes:,} bytes"
@@ -347,7 +384,7 @@ class GaderServicer(pb_grpc.GaderServicer):
                 shape = (frames.height, frames.width)
                 chunk_masks, chunk_rgb = frame_arrays(frames)
                 masks.append(chunk_masks)
-                ratios.extend(frames.ratios)
+                ratios.append(np.asarray(frames.ratios, np.float32))  # not Python floats: 8x the wire's size
                 if chunk_rgb is not None:
                     rgb.append(chunk_rgb)
         if first is None:
@@ -365,7 +402,7 @@ class GaderServicer(pb_grpc.GaderServicer):
             height=shape[0],
             width=shape[1],
             masks=stacked.tobytes(),
-            ratios=ratios,
+            ratios=np.concatenate(ratios).tolist() if ratios else [],
             rgb=np.concatenate(rgb).tobytes() if rgb else b"",
         )
         return first, frames_to_npz(message), "frames.npz", track

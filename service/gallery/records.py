@@ -26,7 +26,9 @@ def check_gallery_name(name: str) -> str:
 
 
 def check_subject_id(subject_id: str) -> str:
-    if not SUBJECT_ID.fullmatch(subject_id) or subject_id.strip() != subject_id:
+    # isprintable: no control, format (zero-width), separator other than the space, or lone surrogate characters,
+    # which look like nothing in a listing or cannot be encoded at all
+    if not SUBJECT_ID.fullmatch(subject_id) or subject_id.strip() != subject_id or not subject_id.isprintable():
         raise InvalidInput(
             "subject_id: 1-128 printable characters other than / % ? #, not '.' or '..', no leading or trailing spaces"
         )

@@ -146,6 +146,20 @@ def test_each_upload_is_held_to_the_limit_while_compare_carries_two(tmp_path, mo
                 assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, call
                 assert f"exceeds the limit of {limit:,}" in raised.value.details()
                 assert raised.value.details().startswith("second: ") == (call == "Compare")
+            # Ratios count too (4 bytes each): 10 frames with 600,000 ratios carry 2.4 MB, in one message or
+            # spread over a stream's chunks (the stream is refused as it grows, before its ratios are joined)
+            few = frames(8, count=10)
+            heavy = pb.Frames(count=10, height=64, width=44, masks=few.tobytes(), ratios=np.ones(600_000).tolist())
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Embed(pb.EmbedRequest(sequence=pb.Sequence(frames=heavy)), metadata=key)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "upload of 2,428,160 bytes exceeds" in raised.value.details()
+            one = pb.Frames(count=1, height=64, width=44, masks=few[:1].tobytes(), ratios=np.ones(100_000).tolist())
+            chunks = [pb.SequenceChunk(gallery="g", frames=one)] + [pb.SequenceChunk(frames=one) for _ in range(5)]
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.IdentifyStream(iter(chunks), metadata=key)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "the stream exceeds the upload limit" in raised.value.details()
         with running.client() as api:
             files = {"first": ("a.npz", near), "second": ("b.npz", npz(over))}
             refused = api.post("/v1/compare", files=files)
@@ -243,6 +257,29 @@ def test_a_video_streamed_in_parts_is_segmented_tracked_and_matched(grpc_server,
             "JSON object",
         ),
         (
+            "CreateGallery",
+            pb.CreateGalleryRequest(name="m", metadata_json='{"note": "\\ud83d"}'),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "lone surrogate",
+        ),
+        (
+            "CreateSubject",
+            pb.CreateSubjectRequest(gallery="dup", subject_id="s", metadata_json='{"n": ' + "1" * 5000 + "}"),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "metadata_json: ",
+        ),
+        (
+            "CreateSubject",
+            pb.CreateSubjectRequest(
+                gallery="dup", subject_id="s", metadata_json='{"n": ' + "[" * 3000 + "]" * 3000 + "}"
+            ),
+            "admin",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "nested too deeply",
+        ),
+        (
             "GetSubject",
             pb.SubjectRef(gallery="nowhere", subject_id="x"),
             "admin",
@@ -306,6 +343,53 @@ def test_errors_map_to_status_codes(grpc_server, call, request_message, key, cod
         getattr(stub, call)(request_message, metadata=metadata)
     assert raised.value.code() == code
     assert fragment in raised.value.details()
+    trailers = dict(raised.value.trailing_metadata())
+    assert trailers["gader-http-status"][0] == "4" and trailers["gader-error-code"]  # what REST's envelope says
+    names = [g.name for g in stub.ListGalleries(pb.ListGalleriesRequest(), metadata=admin).galleries]
+    assert "m" not in names  # nothing refused was stored
+
+
+def test_errors_carry_the_rest_envelopes_status_code_and_details(grpc_server):
+    """FAILED_PRECONDITION is REST's 409 (nothing to compare) and 422 (no usable gait, unknown operating point)
+    alike: the trailers say which, and carry the details REST gives (here the side of a compare; a refused
+    probe's detection report is checked below)."""
+    running, channel = grpc_server
+    stub = pb_grpc.GaderStub(channel)
+    admin = (("x-api-key", running.admin_key),)
+    with contextlib.suppress(grpc.RpcError):
+        stub.CreateGallery(pb.CreateGalleryRequest(name="trailers"), metadata=admin)
+    with contextlib.suppress(grpc.RpcError):
+        stub.CreateSubject(pb.CreateSubjectRequest(gallery="trailers", subject_id="empty"), metadata=admin)
+    walk = pb.Sequence(file=npz(frames(8, 30)))
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Verify(pb.VerifyRequest(gallery="trailers", subject_id="empty", sequence=walk), metadata=admin)
+    trailers = dict(raised.value.trailing_metadata())
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and trailers["gader-http-status"] == "409"
+    assert trailers["gader-error-code"] == "failed_precondition" and "gader-error-details" not in trailers
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Identify(pb.IdentifyRequest(gallery="trailers", operating_point="fmr=0.5", sequence=walk), metadata=admin)
+    trailers = dict(raised.value.trailing_metadata())
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and trailers["gader-http-status"] == "422"
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Compare(pb.CompareRequest(first=walk, second=pb.Sequence(file=b"junk")), metadata=admin)
+    trailers = dict(raised.value.trailing_metadata())
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and trailers["gader-http-status"] == "400"
+    assert json.loads(trailers["gader-error-details"]) == {"side": "second"}
+
+
+def test_details_over_4_kb_lose_their_frame_labels_then_all_but_their_keys():
+    from service.errors import Unprocessable
+    from service.grpc_server import error_trailers
+
+    report = {"usable": False, "segments": [], "frame_labels": ["full-standing"] * 2000}
+    trailers = dict(error_trailers(Unprocessable("no usable gait", {"detection": report, "source": {"kind": "npz"}})))
+    assert json.loads(trailers["gader-error-details"]) == {
+        "detection": {"usable": False, "segments": []},
+        "source": {"kind": "npz"},
+    }
+    huge = dict(error_trailers(Unprocessable("x", {"a": "y" * 5000, "b": 1}, retry_after=3)))
+    assert json.loads(huge["gader-error-details"]) == {"truncated": True, "keys": ["a", "b"]}
+    assert huge["retry-after"] == "3" and huge["gader-http-status"] == "422"
 
 
 def test_health_checking_and_reflection(grpc_server):
