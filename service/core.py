@@ -420,8 +420,8 @@ class MatchingCore:
         limit, point = self.threshold(threshold, operating_point)
         timings = Timings()
         result, vector, source = await self._embed(data, filename, timings, track_id)
-        index = self.galleries.index(gallery)
-        hits = index.search_subjects(vector, top_k)
+        index = self.galleries.find(gallery)
+        hits = [] if index is None else index.search_subjects(vector, top_k)
         timings.lap("search")
         self.metrics.search_seconds.observe(timings.values["search"] / 1000)
         candidates = [Candidate(h.subject_id, round(h.score, 6), h.template_id) for h in hits]
@@ -464,8 +464,8 @@ class MatchingCore:
         if self.store.get_subject(gallery, subject_id) is None:
             raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
         limit, point = self.threshold(threshold, operating_point)
-        index = self.galleries.index(gallery)
-        templates = index.subject_templates(subject_id)
+        index = self.galleries.find(gallery)
+        templates = [] if index is None else index.subject_templates(subject_id)
         if template_id is not None:
             if template_id not in templates:
                 raise NotFound(f"no template {template_id!r} of subject {subject_id!r} (with this model)")
@@ -476,7 +476,14 @@ class MatchingCore:
             )
         timings = Timings()
         result, vector, source = await self._embed(data, filename, timings, track_id)
-        scores = similarity(index.vectors(templates) @ vector)  # every template of the subject
+        assert index is not None  # it had the subject's templates
+        # The templates still there after the embedding (a deletion may have run meanwhile), read at once
+        templates, stored = index.present_vectors(templates)  # stored: [n, dim]
+        if not templates:
+            if self.store.get_subject(gallery, subject_id) is None:
+                raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r} (deleted during the request)")
+            raise NothingToCompare(f"the templates of subject {subject_id!r} were deleted during the request")
+        scores = similarity(stored @ vector)  # every template of the subject
         best = int(np.argmax(scores))
         timings.lap("search")
         score = round(float(scores[best]), 6)

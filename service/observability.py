@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests and latency per route, inference and search time, gallery sizes."""
+"""Prometheus metrics: requests and latency per route, inference and search time, gallery and template counts."""
 
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ class Metrics:
         self.search_seconds = Histogram(
             "gader_search_seconds", "Gallery search time per query", buckets=LATENCY_BUCKETS, registry=self.registry
         )
-        self.gallery_templates = Gauge(
-            "gader_gallery_templates", "Templates in each gallery's index", ["gallery"], registry=self.registry
+        # Totals, not one series per gallery: /metrics answers without a key (Prometheus scrapes it), and
+        # gallery names are tenants' own (a key limited to some galleries cannot learn the others' names).
+        self.galleries = Gauge("gader_galleries", "Galleries in this replica's index", registry=self.registry)
+        self.templates = Gauge(
+            "gader_templates", "Templates in all galleries of this replica's index", registry=self.registry
         )
         self._sizes: Callable[[], dict[str, int]] | None = None
 
@@ -44,7 +47,7 @@ class Metrics:
 
     def render(self) -> bytes:
         if self._sizes is not None:
-            self.gallery_templates.clear()
-            for name, size in self._sizes().items():
-                self.gallery_templates.labels(gallery=name).set(size)
+            sizes = self._sizes()
+            self.galleries.set(len(sizes))
+            self.templates.set(sum(sizes.values()))
         return generate_latest(self.registry)

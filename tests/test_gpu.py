@@ -47,6 +47,23 @@ def test_gallery_search_on_the_gpu_matches_the_cpu():
     assert gpu.wait_for_gpu()
 
 
+@needs_faiss_gpu
+def test_a_search_wider_than_the_gpu_allows_runs_on_the_cpu_copy():
+    """FAISS GPU indexes answer at most 2,048 neighbours; search_subjects widens its template search (4x top_k,
+    then 4x more) until it has top_k subjects, which passes that limit with many templates per subject."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((6000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = [(f"t{i}", f"s{i % 100}", v) for i, v in enumerate(vectors)]  # 60 templates per subject
+    cpu, gpu = GalleryIndex(64, use_gpu=False), GalleryIndex(64, use_gpu=True)
+    cpu.add(items)
+    gpu.add(items)
+    assert gpu.wait_for_gpu()
+    wide = gpu.search_subjects(vectors[0], 100)  # k reaches 6,000
+    assert [h.subject_id for h in wide] == [h.subject_id for h in cpu.search_subjects(vectors[0], 100)]
+    assert len(wide) == 100
+
+
 def test_the_cpu_build_reports_no_gpu_index():
     """Runs everywhere: without faiss-gpu the index never claims a GPU copy."""
     index = GalleryIndex(8)

@@ -27,6 +27,7 @@ _gpu_lock = threading.Lock()
 # Removed template ids a gallery remembers: a stale add is a change stream entry the replica has not read
 # yet, so only the most recent removals matter.
 REMOVED_MEMORY = 100_000
+GPU_MAX_K = 2048  # the most neighbours a FAISS GPU index returns per query (its k-selection limit)
 
 
 def gpu_resources():
@@ -236,29 +237,40 @@ class GalleryIndex:
         return len(ids)
 
     def subject_templates(self, subject_id: str) -> list[str]:
-        return sorted(self._templates_by_subject.get(subject_id, ()))
+        with self.lock.read():  # a writer may be changing the set
+            return sorted(self._templates_by_subject.get(subject_id, ()))
 
     def vectors(self, template_ids: list[str]) -> np.ndarray:
         """[n, dim] stored vectors of some templates (exact index only keeps them; IVF reconstructs)."""
         with self.lock.read():
             return np.stack([self._index.reconstruct(self._id_of[t]) for t in template_ids])
 
+    def present_vectors(self, template_ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """The templates of ``template_ids`` still in the index and their vectors [n, dim], read under one lock:
+        a removal between a request's lookup and its read leaves the others, not a KeyError."""
+        with self.lock.read():
+            present = [t for t in template_ids if t in self._id_of]
+            vectors = [self._index.reconstruct(self._id_of[t]) for t in present]
+        return present, np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """Nearest templates of each query [q, dim]."""
         if len(self) == 0:
             return [[] for _ in range(len(queries))]
         with self.lock.read():
-            index = self._gpu if self._gpu is not None else self._index
-            cosines, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self)))
-        results = []
-        for row_cosines, row_ids in zip(cosines, ids, strict=True):
-            results.append(
-                [
-                    Hit(self._template_of[i], self._subject_of[i], float(similarity(c)))
-                    for c, i in zip(row_cosines, row_ids, strict=True)
-                    if i >= 0 and i in self._template_of
-                ]
-            )
+            k = min(k, len(self))
+            # FAISS's GPU indexes answer at most 2,048 neighbours; search_subjects may widen k past that
+            index = self._gpu if self._gpu is not None and k <= GPU_MAX_K else self._index
+            cosines, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            results = []  # names looked up under the same lock: a removal cannot run between the two
+            for row_cosines, row_ids in zip(cosines, ids, strict=True):
+                results.append(
+                    [
+                        Hit(self._template_of[i], self._subject_of[i], float(similarity(c)))
+                        for c, i in zip(row_cosines, row_ids, strict=True)
+                        if i >= 0 and i in self._template_of
+                    ]
+                )
         return results
 
     def search_subjects(self, query: np.ndarray, top_k: int) -> list[SubjectHit]:

@@ -35,6 +35,12 @@ class GalleryManager:
                 self._indexes[gallery] = GalleryIndex(self.dim, self.ivf_threshold)
             return self._indexes[gallery]
 
+    def find(self, gallery: str) -> GalleryIndex | None:
+        """The gallery's index if this replica has one (reads must not create one: a request in flight while
+        its gallery is deleted would bring the index back)."""
+        with self._lock:
+            return self._indexes.get(gallery)
+
     def drop(self, gallery: str) -> None:
         with self._lock:
             self._indexes.pop(gallery, None)
