@@ -99,10 +99,22 @@ class GalleryManager:
         elif change.op == "remove_subject":
             with self._lock:
                 index = self._indexes.get(change.gallery)
-            if index is not None:
+            if index is None:
+                return
+            if change.removed is None:  # an entry from before changes named their templates
                 index.remove_subject(change.subject_id)
+            else:  # exactly those: the subject may have been created again here since, with new templates
+                index.remove(change.removed)
         elif change.op == "remove_gallery":
-            self.drop(change.gallery)
+            if change.removed is None:
+                self.drop(change.gallery)
+                return
+            with self._lock:
+                index = self._indexes.get(change.gallery)
+                if index is not None:
+                    index.remove(change.removed)  # remembered as removed: a late copy of their add stays out
+                    if len(index) == 0:
+                        del self._indexes[change.gallery]
 
     def start(self) -> None:
         """Follow the change stream (Redis) in a background thread."""

@@ -99,3 +99,7 @@ class Change:
     subject_id: str = ""
     model: str = ""
     vector: bytes = b""
+    # remove_subject / remove_gallery: the template ids removed, exactly (None in entries written before
+    # they carried them). A replica applies its own writes at once and their stream copies later; by
+    # then the subject or gallery may have been created again with new templates, which must stay.
+    removed: list[str] | None = None

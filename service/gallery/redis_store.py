@@ -72,7 +72,17 @@ class RedisStore:
             "model": change.model,
             "vector": change.vector,
         }
+        if change.removed is not None:
+            fields["removed"] = json.dumps(change.removed)
         pipe.xadd(self._k("changes"), fields, maxlen=CHANGES_MAXLEN, approximate=True)
+
+    def _transaction(self, run: Callable[[redis.client.Pipeline], Any], *watched: str) -> Any:
+        """``run(pipe)`` as one optimistic transaction: it reads with ``pipe`` (the ``watched`` keys are
+        WATCHed first), checks, then calls ``pipe.multi()`` and queues its writes; if another client changed a
+        watched key in between, Redis refuses the EXEC and ``run`` starts again. So a check (the subject
+        exists) and the writes that rely on it (add its template) cannot be split by another replica's
+        write. Returns what ``run`` returns; a ServiceError it raises reaches the caller."""
+        return self._call(lambda: self.client.transaction(run, *watched, value_from_callable=True))
 
     # galleries
     def create_gallery(self, name: str, metadata: dict[str, Any], owner: str | None) -> Gallery:
@@ -100,37 +110,42 @@ class RedisStore:
         return sorted(galleries, key=lambda g: g.name)
 
     def delete_gallery(self, name: str) -> None:
-        if self.get_gallery(name) is None:
-            raise NotFound(f"no gallery {name!r}")
-        subjects = self._call(lambda: self.client.hkeys(self._k("subjects", name)))
+        galleries, subjects_key = self._k("galleries"), self._k("subjects", name)
+        templates_key = self._k("templates", name)
 
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=True)
+        def run(pipe: redis.client.Pipeline) -> None:
+            if not pipe.hexists(galleries, name):
+                raise NotFound(f"no gallery {name!r}")
+            subjects = pipe.hkeys(subjects_key)
+            removed = sorted(i.decode() for i in pipe.hkeys(templates_key))
+            pipe.multi()
             for subject in subjects:
                 pipe.delete(self._k("subject-templates", name, subject.decode()))
-            pipe.delete(
-                self._k("subjects", name),
-                self._k("subject-order", name),
-                self._k("templates", name),
-                self._k("vectors", name),
-            )
-            pipe.hdel(self._k("galleries"), name)
-            self._change(pipe, Change("remove_gallery", name))
-            pipe.execute()
+            pipe.delete(subjects_key, self._k("subject-order", name), templates_key, self._k("vectors", name))
+            pipe.hdel(galleries, name)
+            self._change(pipe, Change("remove_gallery", name, removed=removed))
 
-        self._call(run)
+        # a subject or template added meanwhile changes a watched key: the deletion reads again and takes it
+        self._transaction(run, galleries, subjects_key, templates_key)
 
     # subjects
     def create_subject(self, gallery: str, subject_id: str, metadata: dict[str, Any]) -> Subject:
         from service.gallery.records import now
 
-        if self.get_gallery(gallery) is None:
-            raise NotFound(f"no gallery {gallery!r}")
         subject = Subject(gallery, subject_id, now(), metadata)
         payload = json.dumps({"created": subject.created, "metadata": metadata})
-        if not self._call(lambda: self.client.hsetnx(self._k("subjects", gallery), subject_id, payload)):
-            raise Conflict(f"subject {subject_id!r} already exists in gallery {gallery!r}")
-        self._call(lambda: self.client.zadd(self._k("subject-order", gallery), {subject_id: 0}))
+        galleries, subjects_key = self._k("galleries"), self._k("subjects", gallery)
+
+        def run(pipe: redis.client.Pipeline) -> None:
+            if not pipe.hexists(galleries, gallery):  # a gallery deleted meanwhile makes EXEC fail: read again
+                raise NotFound(f"no gallery {gallery!r}")
+            if pipe.hexists(subjects_key, subject_id):
+                raise Conflict(f"subject {subject_id!r} already exists in gallery {gallery!r}")
+            pipe.multi()  # the subject and its place in the listing order, together
+            pipe.hset(subjects_key, subject_id, payload)
+            pipe.zadd(self._k("subject-order", gallery), {subject_id: 0})
+
+        self._transaction(run, galleries, subjects_key)
         return subject
 
     def get_subject(self, gallery: str, subject_id: str) -> Subject | None:
@@ -148,31 +163,26 @@ class RedisStore:
         return [s for s in subjects if s is not None]
 
     def delete_subject(self, gallery: str, subject_id: str) -> list[str]:
-        if self.get_subject(gallery, subject_id) is None:
-            raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
-        ids = [
-            i.decode()
-            for i in self._call(lambda: self.client.smembers(self._k("subject-templates", gallery, subject_id)))
-        ]
+        subjects_key, members_key = self._k("subjects", gallery), self._k("subject-templates", gallery, subject_id)
 
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=True)
+        def run(pipe: redis.client.Pipeline) -> list[str]:
+            if not pipe.hexists(subjects_key, subject_id):
+                raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
+            ids = sorted(i.decode() for i in pipe.smembers(members_key))  # a template added meanwhile: read again
+            pipe.multi()
             if ids:
                 pipe.hdel(self._k("templates", gallery), *ids)
                 pipe.hdel(self._k("vectors", gallery), *ids)
-            pipe.delete(self._k("subject-templates", gallery, subject_id))
-            pipe.hdel(self._k("subjects", gallery), subject_id)
+            pipe.delete(members_key)
+            pipe.hdel(subjects_key, subject_id)
             pipe.zrem(self._k("subject-order", gallery), subject_id)
-            self._change(pipe, Change("remove_subject", gallery, subject_id=subject_id))
-            pipe.execute()
+            self._change(pipe, Change("remove_subject", gallery, subject_id=subject_id, removed=ids))
+            return ids
 
-        self._call(run)
-        return ids
+        return self._transaction(run, subjects_key, members_key)
 
     # templates
     def add_template(self, template: Template) -> None:
-        if self.get_subject(template.gallery, template.subject_id) is None:
-            raise NotFound(f"no subject {template.subject_id!r} in gallery {template.gallery!r}")
         meta = json.dumps(
             {
                 "subject": template.subject_id,
@@ -182,9 +192,14 @@ class RedisStore:
             }
         )
         vector = template.vector_bytes()
+        subjects_key = self._k("subjects", template.gallery)
 
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=True)
+        def run(pipe: redis.client.Pipeline) -> None:
+            # the subject must still exist when the template is written: a deletion in between (another
+            # replica's) changes the watched hash, and the check runs again
+            if not pipe.hexists(subjects_key, template.subject_id):
+                raise NotFound(f"no subject {template.subject_id!r} in gallery {template.gallery!r}")
+            pipe.multi()
             pipe.hset(self._k("templates", template.gallery), template.template_id, meta)
             pipe.hset(self._k("vectors", template.gallery), template.template_id, vector)
             pipe.sadd(self._k("subject-templates", template.gallery, template.subject_id), template.template_id)
@@ -194,9 +209,8 @@ class RedisStore:
                     "add_template", template.gallery, template.template_id, template.subject_id, template.model, vector
                 ),
             )
-            pipe.execute()
 
-        self._call(run)
+        self._transaction(run, subjects_key)
 
     def _template(self, gallery: str, template_id: str, meta: bytes, vector: bytes) -> Template:
         data = json.loads(meta)
@@ -211,22 +225,21 @@ class RedisStore:
         )
 
     def delete_template(self, gallery: str, template_id: str) -> Template | None:
-        meta = self._call(lambda: self.client.hget(self._k("templates", gallery), template_id))
-        vector = self._call(lambda: self.client.hget(self._k("vectors", gallery), template_id))
-        if meta is None or vector is None:
-            return None
-        template = self._template(gallery, template_id, meta, vector)
+        templates_key, vectors_key = self._k("templates", gallery), self._k("vectors", gallery)
 
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hdel(self._k("templates", gallery), template_id)
-            pipe.hdel(self._k("vectors", gallery), template_id)
+        def run(pipe: redis.client.Pipeline) -> Template | None:
+            meta, vector = pipe.hget(templates_key, template_id), pipe.hget(vectors_key, template_id)
+            if meta is None or vector is None:  # gone already (another request's deletion): nothing to record
+                return None
+            template = self._template(gallery, template_id, meta, vector)
+            pipe.multi()
+            pipe.hdel(templates_key, template_id)
+            pipe.hdel(vectors_key, template_id)
             pipe.srem(self._k("subject-templates", gallery, template.subject_id), template_id)
             self._change(pipe, Change("remove_template", gallery, template_id, template.subject_id))
-            pipe.execute()
+            return template
 
-        self._call(run)
-        return template
+        return self._transaction(run, templates_key)
 
     def subject_templates(self, gallery: str, subject_id: str) -> list[Template]:
         ids = [
@@ -374,6 +387,7 @@ class RedisStore:
                                 subject_id=fields[b"subject"].decode(),
                                 model=fields[b"model"].decode(),
                                 vector=fields[b"vector"],
+                                removed=json.loads(fields[b"removed"]) if b"removed" in fields else None,
                             )
                         )
                     except Exception:  # one bad entry must not stop this replica following the others

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import threading
 import time
@@ -270,3 +271,90 @@ def test_redacted_urls_keep_everything_but_the_password():
     assert redacted("redis://:pw@redis:6379/0") == "redis://:***@redis:6379/0"
     assert redacted("redis://user:pw@[::1]:6379/2") == "redis://user:***@[::1]:6379/2"  # IPv6 keeps its brackets
     assert redacted("redis://redis:6379/0") == "redis://redis:6379/0" and redacted("sqlite") == "sqlite"
+
+
+def interleave(store: RedisStore, interfere) -> None:
+    """Make ``interfere()`` (another client's write) land inside each of ``store``'s next transactions, once,
+    between its checks and its EXEC: where a concurrent replica's write lands by chance."""
+    original = store._transaction
+    pending = [True]
+
+    def transaction(run, *watched):
+        def run_then_interfere(pipe):
+            value = run(pipe)
+            if pending[0]:
+                pending[0] = False
+                interfere()
+            return value
+
+        return original(run_then_interfere, *watched)
+
+    store._transaction = transaction
+
+
+def test_a_template_for_a_subject_deleted_by_another_replica_is_refused(redis_server):
+    from service.errors import NotFound
+
+    store, other = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    store.create_gallery("g", {}, None)
+    store.create_subject("g", "alice", {})
+    interleave(store, lambda: other.delete_subject("g", "alice"))
+    with pytest.raises(NotFound, match="no subject 'alice'"):
+        store.add_template(Template("t1", "g", "alice", "m", np.ones(4, np.float32), now(), {}))
+    assert not store.client.hlen("gader:templates:g") and not store.client.exists("gader:subject-templates:g:alice")
+    store.create_subject("g", "alice", {})  # a new alice starts without the old one's template
+    assert store.subject_templates("g", "alice") == []
+
+
+def test_a_subject_deletion_takes_a_template_added_meanwhile(redis_server):
+    store, other = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    store.create_gallery("g", {}, None)
+    store.create_subject("g", "alice", {})
+    store.add_template(Template("t1", "g", "alice", "m", np.ones(4, np.float32), now(), {}))
+    late = Template("t2", "g", "alice", "m", np.ones(4, np.float32), now(), {})
+    interleave(store, lambda: other.add_template(late))
+    assert store.delete_subject("g", "alice") == ["t1", "t2"]
+    assert not store.client.hlen("gader:templates:g") and not store.client.hlen("gader:vectors:g")
+    entries = store.client.xrange("gader:changes")
+    assert json.loads(entries[-1][1][b"removed"]) == ["t1", "t2"]  # the change names what it removed
+
+
+def test_a_subject_in_a_gallery_deleted_meanwhile_is_refused_and_listed_whole_otherwise(redis_server):
+    from service.errors import NotFound
+
+    store, other = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    store.create_gallery("g", {}, None)
+    interleave(store, lambda: other.delete_gallery("g"))
+    with pytest.raises(NotFound, match="no gallery 'g'"):
+        store.create_subject("g", "alice", {})
+    assert not store.client.exists("gader:subjects:g") and not store.client.exists("gader:subject-order:g")
+    store.create_gallery("g", {}, None)
+    store.create_subject("g", "bob", {})
+    assert [s.subject_id for s in store.list_subjects("g", None, 10)] == ["bob"]  # hash and order together
+
+
+def test_the_writers_own_removal_coming_back_keeps_a_subject_created_again(tmp_path):
+    """A replica applies its own writes at once and the stream's copies later. Deleted, created again and
+    enrolled before the stream's remove_subject arrives, the subject keeps its new template: the change
+    removes the templates it names, not whatever the subject has by then."""
+    from service.gallery.manager import GalleryManager
+    from service.gallery.records import Change
+    from service.gallery.store import SQLiteStore
+
+    manager = GalleryManager(SQLiteStore(tmp_path / "g.db"), "m", 4)
+    old = Template("t1", "g", "alice", "m", np.ones(4, np.float32), now(), {})
+    new = Template("t2", "g", "alice", "m", np.full(4, 0.5, np.float32), now(), {})
+    manager.add(old)
+    manager.index("g").remove(["t1"])  # the local deletion
+    manager.add(new)  # alice again, enrolled
+    manager.apply(Change("remove_subject", "g", subject_id="alice", removed=["t1"]))  # the echo
+    assert manager.index("g").subject_templates("alice") == ["t2"]
+    manager.apply(Change("remove_gallery", "other", removed=["x"]))  # a gallery this replica never indexed
+    manager.apply(Change("remove_gallery", "g", removed=["t1"]))  # the gallery's echo, from before t2
+    assert manager.sizes() == {"g": 1}
+    manager.apply(Change("remove_gallery", "g", removed=["t2"]))
+    assert "g" not in manager.sizes()  # emptied by its removal: dropped
+    legacy = GalleryManager(SQLiteStore(tmp_path / "g.db"), "m", 4)
+    legacy.add(new)
+    legacy.apply(Change("remove_subject", "g", subject_id="alice"))  # entries without ids: as before
+    assert legacy.sizes() == {"g": 0}
