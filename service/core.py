@@ -243,6 +243,26 @@ class MatchingCore:
         sizes = self.galleries.sizes()
         return [(g, sizes.get(g.name, 0)) for g in self.store.list_galleries() if principal.may_use(g.name)]
 
+    def models_info(self, principal: Principal) -> dict[str, Any]:
+        """The model answering, its calibrated operating points and the detector (any valid key may ask)."""
+        card = self.inference.model_card
+        gar = card.get("gar", {})
+        model = {
+            "id": card["id"],
+            "version": str(card.get("version", "1")),
+            "architecture": gar.get("architecture", ""),
+            "embedding_shape": list(card.get("embedding_shape", [])),
+            "distance": card.get("distance", "euc"),
+            "ratio_attention": bool(gar.get("ratio_attention", False)),
+            "operating_points": card.get("operating_points", {}),
+            "description": card.get("description", ""),
+        }
+        return {
+            "models": [model],
+            "detector": self.inference.detector_id,
+            "default_operating_point": self.settings.default_operating_point,
+        }
+
     def gallery_info(self, principal: Principal, name: str) -> tuple[Gallery, int]:
         gallery = self._gallery(principal, name)
         return gallery, self.galleries.sizes().get(name, 0)

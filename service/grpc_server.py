@@ -201,6 +201,26 @@ class GaderServicer(pb_grpc.GaderServicer):
 
         return await self._call(context, run)
 
+    async def GetGallery(self, request, context):
+        async def run(p):
+            gallery, size = self.core.gallery_info(p, request.name)
+            return pb.Gallery(
+                name=gallery.name, created=gallery.created, metadata_json=json.dumps(gallery.metadata), templates=size
+            )
+
+        return await self._call(context, run)
+
+    async def ListModels(self, request, context):
+        async def run(p):
+            info = self.core.models_info(p)
+            return pb.ListModelsResponse(
+                models=[pb.Model(**model) for model in info["models"]],
+                detector=info["detector"] or "",
+                default_operating_point=info["default_operating_point"],
+            )
+
+        return await self._call(context, run)
+
     async def DeleteGallery(self, request, context):
         async def run(p):
             self.core.delete_gallery(p, request.name)

@@ -288,24 +288,7 @@ async def embed(file: Upload, service: Core, caller: Caller, track_id: TrackId =
 
 @analysis.get("/models", response_model=schemas.ModelsOut, summary="Models, versions and calibrated operating points")
 def models(service: Core, caller: Caller) -> schemas.ModelsOut:
-    card = service.inference.model_card
-    gar = card.get("gar", {})
-    return schemas.ModelsOut(
-        models=[
-            schemas.ModelOut(
-                id=card["id"],
-                version=str(card.get("version", "1")),
-                architecture=gar.get("architecture", ""),
-                embedding_shape=list(card.get("embedding_shape", [])),
-                distance=card.get("distance", "euc"),
-                ratio_attention=bool(gar.get("ratio_attention", False)),
-                operating_points=card.get("operating_points", {}),
-                description=card.get("description", ""),
-            )
-        ],
-        detector=service.inference.detector_id,
-        default_operating_point=service.settings.default_operating_point,
-    )
+    return schemas.ModelsOut(**service.models_info(caller))
 
 
 @system.get("/healthz", response_model=schemas.HealthOut, summary="Liveness")

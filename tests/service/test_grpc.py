@@ -107,6 +107,18 @@ def test_the_same_operations_as_rest(grpc_server):
     assert [s.kind for s in compared.sources] == ["silhouettes", "silhouettes"] and "total" in compared.timings_ms
     stub.DeleteSubject(pb.SubjectRef(gallery="grpc", subject_id="bob"), metadata=key)
     assert [g.templates for g in stub.ListGalleries(pb.ListGalleriesRequest(), metadata=key).galleries] == [1]
+    one = stub.GetGallery(pb.GetGalleryRequest(name="grpc"), metadata=key)
+    assert (one.name, one.templates, json.loads(one.metadata_json)) == ("grpc", 1, {"site": "x"})
+    with running.client() as api:  # the same answers as REST's
+        rest_gallery = api.get("/v1/galleries/grpc").json()
+        rest_models = api.get("/v1/models").json()
+    assert rest_gallery["templates"] == one.templates and rest_gallery["created"] == pytest.approx(one.created)
+    models = stub.ListModels(pb.ListModelsRequest(), metadata=key)
+    model = models.models[0]
+    assert model.id == rest_models["models"][0]["id"] == "test-model"
+    assert dict(model.operating_points) == rest_models["models"][0]["operating_points"]
+    assert list(model.embedding_shape) == rest_models["models"][0]["embedding_shape"]
+    assert models.detector == rest_models["detector"] and models.default_operating_point == "fmr=1e-3"
 
 
 def test_each_upload_is_held_to_the_limit_while_compare_carries_two(tmp_path, models):
