@@ -258,6 +258,23 @@ def client_compare(
 # --- calibration -----------------------------------------------------------------------------------
 
 
+def operating_threshold(impostor: Any, far: float) -> float:
+    """The service's similarity threshold at a false match rate, from impostor similarities in [0, 1]: the k-th
+    highest (k = rate x pairs; ``metrics.impostor_threshold_at_far``), or where the pairs are too few for
+    the rate (k < 1) just above the highest, so that no calibration impostor passes; 6 decimals, rounded up
+    (never below the score it stands for), at most 1."""
+    import math
+
+    import numpy as np
+
+    from gader import metrics
+
+    threshold = metrics.impostor_threshold_at_far(impostor, far)
+    if not math.isfinite(threshold):
+        threshold = float(np.nextafter(np.max(impostor), np.inf))
+    return min(1.0, math.ceil(threshold * 1e6) / 1e6)
+
+
 def calibrate(
     model: str = typer.Option(..., "--model", help="Model directory (its model.json is updated)."),
     data: Path = typer.Option(..., "--data", help="Held-out labelled data: people the model has not seen."),
@@ -267,8 +284,6 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Thresholds on the service's similarity at FMR 1e-2 / 1e-3 / 1e-4, stored with the model."""
-    import math
-
     import numpy as np
 
     from gader import metrics
@@ -293,16 +308,11 @@ def calibrate(
         genuine, impostor = scores[upper & same], scores[upper & ~same]
     else:
         genuine, impostor = scores[same], scores[~same]
-    curve = metrics.roc_curve(genuine, impostor)  # refuses calibration data without pairs of both kinds
+    metrics.roc_curve(genuine, impostor)  # refuses, by name, calibration data without pairs of both kinds
     fmrs = metrics.OPERATING_FMRS
     names = {far: metrics.operating_point_name(far) for far in fmrs}
-    points, tar = {}, {}
-    for far in fmrs:
-        threshold = metrics.impostor_threshold_at_far(impostor, far)  # the k-th highest impostor score
-        if not math.isfinite(threshold):  # finer than the impostors resolve: the lowest score above them all
-            threshold = metrics.threshold_at_far(curve, far)
-        points[names[far]] = math.ceil(threshold * 1e6) / 1e6  # 6 decimals, rounded up: never below it
-        tar[far] = float(np.mean(genuine >= points[names[far]]))
+    points = {names[far]: operating_threshold(impostor, far) for far in fmrs}
+    tar = {far: float(np.mean(genuine >= points[names[far]])) for far in fmrs}
     for far in fmrs:
         if far * impostor.size < 1:
             print(

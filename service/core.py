@@ -467,6 +467,31 @@ class MatchingCore:
             source,
         )
 
+    def _compared_templates(
+        self, gallery: str, subject_id: str, template_id: str | None, after_embedding: bool = False
+    ) -> tuple[list[str], np.ndarray]:
+        """The templates a verification compares with (the subject's, or the one named) and their vectors
+        [n, dim], read under the index's lock: a template, subject or gallery deleted (or a gallery reloaded)
+        while the probe was embedded is not compared with, and the answer is what a request arriving after that
+        change would get (404, or 409 when the subject is there without templates)."""
+        during = " (deleted during the request)" if after_embedding else ""
+        index = self.galleries.find(gallery)  # looked up again: a deleted gallery's index is dropped
+        if index is None and after_embedding and self.store.get_gallery(gallery) is None:
+            raise NotFound(f"no gallery {gallery!r}{during}")
+        wanted = [] if index is None else index.subject_templates(subject_id)
+        if template_id is not None:
+            if template_id not in wanted:
+                raise NotFound(f"no template {template_id!r} of subject {subject_id!r} (with this model){during}")
+            wanted = [template_id]
+        templates, stored = index.present_vectors(wanted) if index is not None else ([], None)
+        if not templates:
+            if after_embedding and self.store.get_subject(gallery, subject_id) is None:
+                raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}{during}")
+            raise NothingToCompare(
+                f"subject {subject_id!r} has no template enrolled with model {self.inference.model_id}{during}"
+            )
+        return templates, stored
+
     async def verify(
         self,
         principal: Principal,
@@ -484,25 +509,12 @@ class MatchingCore:
         if self.store.get_subject(gallery, subject_id) is None:
             raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r}")
         limit, point = self.threshold(threshold, operating_point)
-        index = self.galleries.find(gallery)
-        templates = [] if index is None else index.subject_templates(subject_id)
-        if template_id is not None:
-            if template_id not in templates:
-                raise NotFound(f"no template {template_id!r} of subject {subject_id!r} (with this model)")
-            templates = [template_id]
-        if not templates:
-            raise NothingToCompare(
-                f"subject {subject_id!r} has no template enrolled with model {self.inference.model_id}"
-            )
+        # Checked before the embedding (seconds for a long upload) so that a request that cannot be answered
+        # fails fast, and again after it, against what the gallery holds then
+        self._compared_templates(gallery, subject_id, template_id)
         timings = Timings()
         result, vector, source = await self._embed(data, filename, timings, track_id)
-        assert index is not None  # it had the subject's templates
-        # The templates still there after the embedding (a deletion may have run meanwhile), read at once
-        templates, stored = index.present_vectors(templates)  # stored: [n, dim]
-        if not templates:
-            if self.store.get_subject(gallery, subject_id) is None:
-                raise NotFound(f"no subject {subject_id!r} in gallery {gallery!r} (deleted during the request)")
-            raise NothingToCompare(f"the templates of subject {subject_id!r} were deleted during the request")
+        templates, stored = self._compared_templates(gallery, subject_id, template_id, after_embedding=True)
         scores = similarity(stored @ vector)  # every template of the subject
         best = int(np.argmax(scores))
         timings.lap("search")

@@ -255,10 +255,10 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """Nearest templates of each query [q, dim]."""
-        if len(self) == 0:
-            return [[] for _ in range(len(queries))]
         with self.lock.read():
-            k = min(k, len(self))
+            k = min(k, len(self))  # read under the lock: a removal may empty the index while a search waits
+            if k == 0:
+                return [[] for _ in range(len(queries))]
             # FAISS's GPU indexes answer at most 2,048 neighbours; search_subjects may widen k past that
             index = self._gpu if self._gpu is not None and k <= GPU_MAX_K else self._index
             cosines, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)

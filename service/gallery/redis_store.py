@@ -36,6 +36,29 @@ CHANGES_MAXLEN = 200_000  # approximate; a replica further behind than this relo
 AUDIT_MAXLEN = 1_000_000
 
 
+# KEYS: galleries hash, changes stream; ARGV: gallery name, key prefix ("gader:"), stream max length.
+# Removes the gallery, its subjects, their template sets, its templates and vectors (UNLINK: freed in the
+# background), and appends the remove_gallery change naming every template removed, all at once; false when
+# there is no such gallery. It reads the gallery's keys by name, as every command here does: one Redis server,
+# not a cluster. Cost: one pass over the gallery's subject and template ids (about 0.1 s per million).
+DELETE_GALLERY_LUA = """
+local name, prefix = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', KEYS[1], name) == 0 then return false end
+local subjects_key = prefix .. 'subjects:' .. name
+local templates_key = prefix .. 'templates:' .. name
+for _, subject in ipairs(redis.call('HKEYS', subjects_key)) do
+  redis.call('UNLINK', prefix .. 'subject-templates:' .. name .. ':' .. subject)
+end
+local removed = redis.call('HKEYS', templates_key)
+table.sort(removed)
+redis.call('UNLINK', subjects_key, prefix .. 'subject-order:' .. name, templates_key, prefix .. 'vectors:' .. name)
+redis.call('HDEL', KEYS[1], name)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove_gallery', 'gallery', name,
+  'template', '', 'subject', '', 'model', '', 'vector', '', 'removed', #removed == 0 and '[]' or cjson.encode(removed))
+return #removed
+"""
+
+
 def _stream_id(value: bytes | str) -> tuple[int, int]:
     text = value.decode() if isinstance(value, bytes) else value
     millis, _, sequence = text.partition("-")
@@ -51,6 +74,11 @@ class RedisStore:
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self.position = "0-0"  # last change this replica has applied
         self.consumed = 0  # how many changes, ever, this replica's state includes (Redis's entries-added)
+
+        # One script, atomic on the server: a deletion under WATCH read the whole gallery on every attempt and
+        # started again after any enrolment into it, so a large gallery being enrolled into was never deleted
+        # (measured: 199 attempts in 60 s at 100,000 templates and 10 enrolments/s).
+        self._delete_gallery_script = self.client.register_script(DELETE_GALLERY_LUA)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -110,23 +138,14 @@ class RedisStore:
         return sorted(galleries, key=lambda g: g.name)
 
     def delete_gallery(self, name: str) -> None:
-        galleries, subjects_key = self._k("galleries"), self._k("subjects", name)
-        templates_key = self._k("templates", name)
-
-        def run(pipe: redis.client.Pipeline) -> None:
-            if not pipe.hexists(galleries, name):
-                raise NotFound(f"no gallery {name!r}")
-            subjects = pipe.hkeys(subjects_key)
-            removed = sorted(i.decode() for i in pipe.hkeys(templates_key))
-            pipe.multi()
-            for subject in subjects:
-                pipe.delete(self._k("subject-templates", name, subject.decode()))
-            pipe.delete(subjects_key, self._k("subject-order", name), templates_key, self._k("vectors", name))
-            pipe.hdel(galleries, name)
-            self._change(pipe, Change("remove_gallery", name, removed=removed))
-
-        # a subject or template added meanwhile changes a watched key: the deletion reads again and takes it
-        self._transaction(run, galleries, subjects_key, templates_key)
+        removed = self._call(
+            lambda: self._delete_gallery_script(
+                keys=[self._k("galleries"), self._k("changes")],
+                args=[name, f"{self.prefix}:", CHANGES_MAXLEN],
+            )
+        )
+        if removed is None:
+            raise NotFound(f"no gallery {name!r}")
 
     # subjects
     def create_subject(self, gallery: str, subject_id: str, metadata: dict[str, Any]) -> Subject:

@@ -108,3 +108,18 @@ def test_calibrate_writes_operating_points(tmp_path, models, synth_casia):
     refused = gader("calibrate", "--model", "casia-b-default", "--data", str(synth_casia))
     assert refused.returncode == 1 and "is a shipped model" in refused.stderr and "copy" in refused.stderr
     assert shipped.read_bytes() == before
+
+
+def test_an_operating_threshold_below_what_the_impostors_resolve_stays_above_them_all():
+    """With fewer impostor pairs than 1 / rate the threshold is just above the highest impostor, even when that
+    impostor outscores every genuine pair (the ROC curve's lowest admissible threshold is then +inf)."""
+    import numpy as np
+
+    from service.cli import operating_threshold
+
+    impostor = np.r_[np.linspace(0.1, 0.7, 399), 0.95]  # one impostor above every genuine score
+    assert operating_threshold(impostor, 1e-2) == 0.696985  # the 4th highest (0.6969849), 6 decimals rounded up
+    for far in (1e-3, 1e-4):
+        threshold = operating_threshold(impostor, far)
+        assert 0.95 < threshold <= 0.950001 and not (impostor >= threshold).any()
+    assert operating_threshold(np.array([1.0, 0.2]), 1e-3) == 1.0  # never above the scale

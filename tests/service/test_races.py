@@ -78,3 +78,27 @@ def test_a_gallery_deleted_during_identify_is_not_brought_back(core):
     result = asyncio.run(core.identify(admin, "g", npz(0), "p.npz"))
     assert result.candidates == [] and result.decision == "no_match"
     assert "g" not in core.galleries.sizes()  # no index re-created for it (nor a series in /metrics)
+
+
+def test_a_gallery_deleted_during_verify_answers_404(core):
+    core, admin, _template = core
+    delete_after_embedding(core, lambda: core.delete_gallery(admin, "g"))
+    with pytest.raises(NotFound, match="no gallery 'g'"):
+        asyncio.run(core.verify(admin, "g", npz(0), "p.npz", "alice"))
+
+
+def test_a_subject_created_again_during_verify_is_compared_with_its_new_template(core):
+    core, admin, _template = core
+    embed = core._embed
+
+    async def embed_then_replace(*args, **kwargs):
+        found = await embed(*args, **kwargs)
+        core._embed = embed  # the enrolment below embeds as usual
+        core.delete_subject(admin, "g", "alice")
+        core.create_subject(admin, "g", "alice", {})
+        await core.enroll(admin, "g", "alice", npz(3), "c.npz")
+        return found
+
+    core._embed = embed_then_replace
+    result = asyncio.run(core.verify(admin, "g", npz(3), "p.npz", "alice"))
+    assert result.score == pytest.approx(1.0, abs=1e-4)  # the new alice's template: the probe's own frames

@@ -358,3 +358,56 @@ def test_the_writers_own_removal_coming_back_keeps_a_subject_created_again(tmp_p
     legacy.add(new)
     legacy.apply(Change("remove_subject", "g", subject_id="alice"))  # entries without ids: as before
     assert legacy.sizes() == {"g": 0}
+
+
+def test_a_search_waiting_while_the_last_template_is_removed_finds_nothing():
+    """A waiting writer holds new readers back: a search that found the index non-empty, then waited behind a
+    removal of its last template, must answer no hits (FAISS refuses k = 0)."""
+    index = GalleryIndex(8)
+    vector = flatten_embedding(np.eye(4, 2, dtype=np.float32))
+    index.add([("t1", "s", vector)])
+    found: list = []
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            found.append(index.search_subjects(vector, 5))
+        except BaseException as error:  # the finding
+            errors.append(error)
+
+    with index.lock.read():  # another request's search in progress
+        remover = threading.Thread(target=index.remove, args=(["t1"],))
+        remover.start()
+        deadline = time.monotonic() + 5
+        while index.lock._waiting_writers == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        searcher = threading.Thread(target=search)
+        searcher.start()
+        time.sleep(0.3)  # the search queues behind the waiting removal
+    remover.join(5)
+    searcher.join(5)
+    assert not errors and found == [[]]
+
+
+def test_a_gallery_is_deleted_whole_in_one_step_and_its_change_names_its_templates(redis_server):
+    """One server-side script: no retries for a large gallery being enrolled into, nothing of it left behind
+    (subjects, their template sets, templates, vectors, listing order), and the change lists what went."""
+    from service.errors import NotFound
+
+    store = RedisStore(redis_server.url)
+    for name in ("g", "g2", "empty"):
+        store.create_gallery(name, {}, None)
+    for subject, templates in (("alice", ("t2", "t1")), ("bob", ("t3",))):
+        store.create_subject("g", subject, {})
+        for template_id in templates:
+            store.add_template(Template(template_id, "g", subject, "m", np.ones(4, np.float32), now(), {}))
+    store.create_subject("g2", "alice", {})  # another gallery's keys share the prefix: they stay
+    store.delete_gallery("g")
+    assert not [k for k in store.client.keys("gader:*") if k.decode().split(":")[2:3] == ["g"]]
+    assert store.get_gallery("g") is None and store.get_subject("g2", "alice") is not None
+    change = store.client.xrange("gader:changes")[-1][1]
+    assert change[b"op"] == b"remove_gallery" and json.loads(change[b"removed"]) == ["t1", "t2", "t3"]
+    store.delete_gallery("empty")
+    assert json.loads(store.client.xrange("gader:changes")[-1][1][b"removed"]) == []
+    with pytest.raises(NotFound, match="no gallery 'g'"):
+        store.delete_gallery("g")
