@@ -60,6 +60,23 @@ def _check_total_pixels(total: int, limits: InputLimits, label: str) -> None:
         )
 
 
+def _check_other_arrays(arrays: NpzArchive, limits: InputLimits, label: str) -> None:
+    """Every array of an upload, from its header alone: no Python objects, and all of them together within the
+    bytes one upload may decode to (``max_total_pixels``, one byte a mask pixel). Read first, a 558-byte file
+    declaring an RGB array of terabytes made numpy try to allocate them."""
+    total = 0
+    for name in arrays:
+        shape, dtype = arrays.header(name)
+        if dtype.hasobject:
+            raise DataFormatError(f"{label}: array {name!r} holds Python objects (pickle); refused")
+        total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if total > limits.max_total_pixels:
+        raise DataFormatError(
+            f"{label}: its arrays hold {total:,} bytes in all, over the {limits.max_total_pixels:,} one upload may "
+            "decode to (send fewer or smaller frames, or RGB crops instead of full frames)"
+        )
+
+
 def _frames(count: int) -> str:
     return f"{count} frame" if count == 1 else f"{count} frames"
 
@@ -278,6 +295,7 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
         if shape[1] * shape[2] > limits.max_frame_pixels:
             raise DataFormatError(f"frames of {shape[2]}x{shape[1]} exceed {limits.max_frame_pixels:,} pixels")
         _check_total_pixels(shape[0] * shape[1] * shape[2], limits, filename)
+        _check_other_arrays(arrays, limits, filename)
         aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
         if "meta" in arrays and aligned and dtype == np.uint8:
             record = read_sequence(data, label=filename)  # a gader file: keeps labels and metadata

@@ -101,7 +101,6 @@ def pretreat(
     ``[T', size, size]`` silhouettes; see the module docstring for the exact steps."""
     masks, rgb = _check_inputs(masks, rgb)
     width = masks.shape[2]
-    half = size // 2
 
     # Step 1 and 2, vectorised over frames.
     row_sums = masks.sum(axis=2, dtype=np.int64)  # [T, H]
@@ -114,42 +113,21 @@ def pretreat(
     candidates = np.flatnonzero(~too_few)
     band_heights = bottom[candidates] - top[candidates] + 1  # [N]
 
-    # Step 3: the resize, per frame. Bands of different widths go into one zero-padded canvas.
+    # Steps 3-5 in chunks of frames whose shared canvas stays within CANVAS_BYTES: a band's resized width is
+    # size x frame width / band height, unbounded by any pixel limit (a one-row band of a 1920-wide frame is
+    # 122,880 columns), and one canvas for every frame would hold the widest band for all of them.
     band_widths = np.array([int(size * (width / h)) for h in band_heights], dtype=np.int64)  # [N]
-    canvas_width = int(band_widths.max()) if len(candidates) else 1
-    resized = np.zeros((len(candidates), size, canvas_width), dtype=np.uint8)  # [N, size, Wmax]
-    resized_rgb = np.zeros((len(candidates), size, canvas_width, 3), dtype=np.uint8) if rgb is not None else None
-    for slot, (frame, band_width) in enumerate(zip(candidates, band_widths, strict=True)):
-        rows = slice(top[frame], bottom[frame] + 1)
-        resized[slot, :, :band_width] = cv2.resize(
-            masks[frame, rows], (int(band_width), size), interpolation=cv2.INTER_CUBIC
-        )
-        if resized_rgb is not None:
-            # Area averaging for colour (no ringing); same pixel-centre mapping, so the crops stay aligned.
-            resized_rgb[slot, :, :band_width] = cv2.resize(
-                rgb[frame, rows], (int(band_width), size), interpolation=cv2.INTER_AREA
-            )
-
-    # Step 4: x-centre where the cumulative column mass first exceeds half of the total.
-    column_mass = resized.sum(axis=1, dtype=np.int64)  # [N, Wmax]
-    cumulative = column_mass.cumsum(axis=1)  # [N, Wmax]
-    half_mass = cumulative[:, -1] / 2 if len(candidates) else np.zeros(0)
-    past_half = cumulative > half_mass[:, None]  # [N, Wmax]
-    centre = past_half.argmax(axis=1)  # [N]; 0 also when no column qualifies
-    no_centre = centre == 0  # OpenGait's `if not x_center` rejects both
-
-    keep = ~no_centre
-    kept_frames = candidates[keep]
-    # Step 5: the 64-wide window around the centre, zero-filled outside the band.
-    index, valid = _centre_window(band_widths[keep], centre[keep] - half, size)  # [K, size]
-    index = np.minimum(index, canvas_width - 1)
-    slots = np.flatnonzero(keep)[:, None]  # [K, 1]
-    silhouettes = resized[slots, :, index] * valid[:, :, None]  # [K, size(cols), size(rows)]
-    silhouettes = np.ascontiguousarray(silhouettes.transpose(0, 2, 1))  # [K, rows, cols]
+    parts = [
+        _align_bands(masks, rgb, candidates[chunk], top, bottom, band_widths[chunk], size)
+        for chunk in _canvas_chunks(band_widths, size * (4 if rgb is not None else 1))
+    ]
+    keep = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, bool)
+    silhouettes = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, size, size), np.uint8)
     crops = None
-    if resized_rgb is not None:
-        crops = resized_rgb[slots, :, index] * valid[:, :, None, None]  # [K, cols, rows, 3]
-        crops = np.ascontiguousarray(crops.transpose(0, 2, 1, 3))  # [K, rows, cols, 3]
+    if rgb is not None:
+        crops = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, size, size, 3), np.uint8)
+    no_centre = ~keep
+    kept_frames = candidates[keep]
 
     boxes = _boxes(masks, kept_frames, top, bottom)
     ratios = ((bottom[kept_frames] - top[kept_frames] + 1) / size).astype(np.float32)
@@ -166,9 +144,78 @@ def pretreat(
     )
 
 
+CANVAS_BYTES = 64 << 20  # resized bands held at once by pretreat (per chunk of frames)
+
+
+def _canvas_chunks(band_widths: np.ndarray, bytes_per_column: int) -> list[np.ndarray]:
+    """Consecutive index ranges of ``band_widths`` [N] whose canvas (frames x widest band x bytes per column)
+    fits ``CANVAS_BYTES``; a frame wider than that alone is a chunk of its own."""
+    chunks, start, widest = [], 0, 0
+    for index, band_width in enumerate(band_widths.tolist()):
+        wider = max(widest, band_width)
+        if index > start and (index - start + 1) * wider * bytes_per_column > CANVAS_BYTES:
+            chunks.append(np.arange(start, index))
+            start, wider = index, band_width
+        widest = wider
+    if len(band_widths):
+        chunks.append(np.arange(start, len(band_widths)))
+    return chunks
+
+
+def _align_bands(
+    masks: np.ndarray,
+    rgb: np.ndarray | None,
+    frames: np.ndarray,
+    top: np.ndarray,
+    bottom: np.ndarray,
+    band_widths: np.ndarray,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Steps 3-5 for some frames (their body bands, rows top..bottom, and resized widths [n]) -> (kept bool [n],
+    silhouettes uint8 [k, size, size], RGB crops [k, size, size, 3] or None)."""
+    half = size // 2
+    # Step 3: the resize, per frame. Bands of different widths go into one zero-padded canvas.
+    canvas_width = int(band_widths.max())
+    resized = np.zeros((len(frames), size, canvas_width), dtype=np.uint8)  # [n, size, Wmax]
+    resized_rgb = np.zeros((len(frames), size, canvas_width, 3), dtype=np.uint8) if rgb is not None else None
+    for slot, (frame, band_width) in enumerate(zip(frames, band_widths, strict=True)):
+        rows = slice(top[frame], bottom[frame] + 1)
+        resized[slot, :, :band_width] = cv2.resize(
+            masks[frame, rows], (int(band_width), size), interpolation=cv2.INTER_CUBIC
+        )
+        if resized_rgb is not None:
+            # Area averaging for colour (no ringing); same pixel-centre mapping, so the crops stay aligned.
+            resized_rgb[slot, :, :band_width] = cv2.resize(
+                rgb[frame, rows], (int(band_width), size), interpolation=cv2.INTER_AREA
+            )
+
+    # Step 4: x-centre where the cumulative column mass first exceeds half of the total.
+    column_mass = resized.sum(axis=1, dtype=np.int64)  # [n, Wmax]
+    cumulative = column_mass.cumsum(axis=1)  # [n, Wmax]
+    half_mass = cumulative[:, -1] / 2
+    past_half = cumulative > half_mass[:, None]  # [n, Wmax]
+    centre = past_half.argmax(axis=1)  # [n]; 0 also when no column qualifies
+    keep = centre != 0  # OpenGait's `if not x_center` rejects both
+
+    # Step 5: the 64-wide window around the centre, zero-filled outside the band.
+    index, valid = _centre_window(band_widths[keep], centre[keep] - half, size)  # [k, size]
+    index = np.minimum(index, canvas_width - 1)
+    slots = np.flatnonzero(keep)[:, None]  # [k, 1]
+    silhouettes = resized[slots, :, index] * valid[:, :, None]  # [k, size(cols), size(rows)]
+    silhouettes = np.ascontiguousarray(silhouettes.transpose(0, 2, 1)).astype(np.uint8, copy=False)  # [k, rows, cols]
+    crops = None
+    if resized_rgb is not None:
+        crops = resized_rgb[slots, :, index] * valid[:, :, None, None]  # [k, cols, rows, 3]
+        crops = np.ascontiguousarray(crops.transpose(0, 2, 1, 3))  # [k, rows, cols, 3]
+    return keep, silhouettes, crops
+
+
 def _boxes(masks: np.ndarray, frames: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     """int32 [K, 4] inclusive body boxes (x0, y0, x1, y1) of the kept frames."""
-    has_columns = masks[frames].any(axis=1)  # [K, W]
+    # frame by frame: masks[frames] would copy every kept frame whole first
+    has_columns = (
+        np.stack([masks[f].any(axis=0) for f in frames]) if len(frames) else np.zeros((0, masks.shape[2]), bool)
+    )  # [K, W]
     left = has_columns.argmax(axis=1)
     right = has_columns.shape[1] - 1 - has_columns[:, ::-1].argmax(axis=1)
     return np.stack([left, top[frames], right, bottom[frames]], axis=1).astype(np.int32)

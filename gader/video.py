@@ -42,6 +42,12 @@ class VideoLimits:
     target_fps: float | None = None  # None: keep the video's rate; lower rates drop frames evenly
     processing_pixels: int = 640 * 360  # larger frames are scaled down (aspect kept) before segmentation
     max_memory_bytes: int = 1 << 30  # decoded RGB frames held at once, after scaling
+    # Frames decoded at most (kept or dropped): the duration limit alone admits any frame rate (a 15 MB clip of
+    # 16x16 frames at 10,000 fps held 1.2 million, minutes of decoding and segmentation). Two minutes at 60 fps.
+    max_decoded_frames: int = 7200
+    # Frames far from any camera's shape (a reviewer's 36000x6 clip) are refused: MediaPipe's segmenter aborts
+    # the whole process on a side of 32,767 pixels or more, which no Python handler can catch.
+    max_aspect: float = 8.0
 
     def max_frames(self, width: int, height: int) -> int:
         """How many processed frames of a ``width`` x ``height`` video fit the memory budget."""
@@ -109,10 +115,18 @@ def decode_video(
             raise VideoError(f"{label}: the video stream has no frame size")
         if stored_width * stored_height > limits.max_pixels:
             raise VideoError(f"{label}: frames of {stored_width}x{stored_height} exceed {limits.max_pixels:,} pixels")
+        if max(stored_width, stored_height) > limits.max_aspect * min(stored_width, stored_height):
+            raise VideoError(
+                f"{label}: frames of {stored_width}x{stored_height} are not a camera's shape (sides more than "
+                f"{limits.max_aspect:g} to 1)"
+            )
         fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         seconds = _duration(container, stream)
         if seconds is not None and seconds > limits.max_seconds:
             raise VideoError(f"{label}: {seconds:.1f} s long; at most {limits.max_seconds:.0f} s are accepted")
+        too_many = f"{label}: more than {limits.max_decoded_frames:,} frames; lower the frame rate or trim the clip"
+        if stream.frames > limits.max_decoded_frames or (seconds or 0) * fps > limits.max_decoded_frames + fps:
+            raise VideoError(too_many)  # from the header, before any decoding
         step = max(1.0, fps / limits.target_fps) if limits.target_fps else 1.0
         scale = processing_scale(stored_width, stored_height, limits.processing_pixels)
         size = (max(1, round(stored_width * scale)), max(1, round(stored_height * scale)))
@@ -143,6 +157,8 @@ def decode_video(
                 decoded += 1
                 if decoded / fps > limits.max_seconds + 1:  # a header may under-state the duration
                     raise VideoError(f"{label}: longer than {limits.max_seconds:.0f} s")
+                if decoded > limits.max_decoded_frames:  # or the frame count
+                    raise VideoError(too_many)
         except av.error.FFmpegError as exc:
             raise VideoError(f"{label}: corrupt or truncated video ({_reason(exc)}) after {decoded} frames") from None
         declared = stream.frames
@@ -152,8 +168,13 @@ def decode_video(
     if declared and decoded < 0.9 * declared:  # AVI decodes a cut file silently: compare with its header
         raise VideoError(f"{label}: truncated: the header declares {declared} frames, only {decoded} could be read")
     width, height = (stored_height, stored_width) if rotation % 2 else (stored_width, stored_height)
+    # Moved into one array frame by frame, each list entry dropped as it is copied: np.stack would hold both
+    # whole (twice the memory budget at the peak)
+    stacked = np.empty((len(frames), *frames[0].shape), np.uint8)  # [T, H, W, 3]
+    for index in range(len(frames)):
+        stacked[index], frames[index] = frames[index], None
     return DecodedVideo(
-        frames=np.stack(frames),
+        frames=stacked,
         frame_index=np.asarray(indices, dtype=np.int64),
         fps=fps,
         width=width,

@@ -178,3 +178,36 @@ def test_the_source_is_the_readers_finding_never_the_files_metadata():
     read = read_sequence_bytes(buffer.getvalue(), "mine.npz")
     assert read.meta["source"] == {"kind": "silhouettes"}
     assert "pretreated_here" not in read.meta
+
+
+def _npy_header_only(shape, dtype="|u1") -> bytes:
+    """A .npy member that declares ``shape`` and holds no data (what a hostile upload sends)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def test_every_array_of_an_npz_is_sized_from_its_header_before_it_is_read():
+    """Only the silhouettes' header was checked: a 558-byte file declaring an RGB array of terabytes made numpy
+    allocate it (MemoryError, answered 500). Every member is now sized first, and a member that declares more
+    data than it holds is refused before it is read."""
+    silhouettes = np.full((6, 64, 44), 255, np.uint8)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("silhouettes.npy", "w") as member:
+            np.save(member, silhouettes)
+        archive.writestr("rgb.npy", _npy_header_only((6, 100_000, 100_000, 100)))
+    with pytest.raises(DataFormatError, match="arrays hold 6,000,000,016,896 bytes in all"):
+        read_sequence_bytes(buffer.getvalue(), "bomb.npz")
+    small = io.BytesIO()
+    with zipfile.ZipFile(small, "w") as archive:
+        with archive.open("silhouettes.npy", "w") as member:
+            np.save(member, silhouettes)
+        archive.writestr("ratios.npy", _npy_header_only((6,), "<f4"))  # 24 bytes declared, none held
+    with pytest.raises(DataFormatError, match="'ratios' declares 24 bytes of data"):
+        read_sequence_bytes(small.getvalue(), "short.npz")
+    rgb = np.zeros((3, 240, 320, 3), np.uint8)  # real, and over a budget the masks alone fit
+    limits = InputLimits(max_total_pixels=4 * 240 * 320)
+    with pytest.raises(DataFormatError, match="bytes in all, over the 307,200"):
+        read_sequence_bytes(_npz(silhouettes=_full_frames(3), rgb=rgb), "rgb.npz", limits)
+    assert read_sequence_bytes(_npz(silhouettes=_full_frames(3)), "masks.npz", limits).frames >= 1

@@ -123,6 +123,25 @@ def test_too_long_videos_are_refused_before_everything_is_decoded():
         decode_video(encode(walking_box(60)), "long.mp4", VideoLimits(max_seconds=1))
 
 
+def test_frame_rates_beyond_the_frame_budget_are_refused_from_the_header():
+    """The duration limit alone admits any frame rate; the decoded-frame budget bounds the work. A header that
+    declares the frames is refused before decoding; a stream that holds more than declared, while decoding."""
+    clip = encode(walking_box(40), fps=1000)  # 0.04 s at 1,000 fps
+    assert len(decode_video(clip, "fast.mp4").frames) == 40  # within the default budget
+    with pytest.raises(VideoError, match="more than 30 frames"):
+        decode_video(clip, "fast.mp4", VideoLimits(max_decoded_frames=30))
+
+
+def test_frames_far_from_a_cameras_shape_are_refused():
+    """MediaPipe's segmenter aborts the process on a side of 32,767 pixels or more (a 776-byte clip did it):
+    such shapes never reach it."""
+    tall = np.full((3, 2000, 16, 3), 40, np.uint8)  # 125 to 1, under the pixel limit
+    with pytest.raises(VideoError, match=r"2000x16|16x2000"):
+        decode_video(encode(tall, codec="ffv1", container="matroska"), "tall.mkv")
+    normal = np.full((3, 64, 512, 3), 40, np.uint8)  # 8 to 1: still a camera's shape
+    assert decode_video(encode(normal, codec="ffv1", container="matroska"), "wide.mkv").frames.shape == (3, 64, 512, 3)
+
+
 def test_the_file_name_and_the_content_must_agree():
     clip = encode(walking_box(20))
     with pytest.raises(DataFormatError, match="this is a video"):

@@ -51,6 +51,13 @@ class NpzArchive(Mapping[str, np.ndarray]):
         member = self._members.get(key)
         if member is None:
             raise MissingArrayError(f"{self.label}: missing array {key!r} (has: {', '.join(self) or 'none'})")
+        shape, dtype, offset = self._header(key)
+        declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        held = self._zip.getinfo(member).file_size - offset  # the bytes after the .npy header
+        if not dtype.hasobject and declared > held:  # read_array would allocate it before finding the data short
+            raise DataFormatError(
+                f"{self.label}: array {key!r} declares {declared:,} bytes of data ({shape}) but holds {held:,}"
+            )
         try:
             with self._zip.open(member) as handle:
                 return np.lib.format.read_array(handle, allow_pickle=False)
@@ -63,6 +70,11 @@ class NpzArchive(Mapping[str, np.ndarray]):
 
     def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype of one array, read from its .npy header without reading the data."""
+        shape, dtype, _offset = self._header(key)
+        return shape, dtype
+
+    def _header(self, key: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        """(shape, dtype, where the data starts in the member) from one array's .npy header."""
         member = self._members.get(key)
         if member is None:
             raise MissingArrayError(f"{self.label}: missing array {key!r}")
@@ -73,9 +85,10 @@ class NpzArchive(Mapping[str, np.ndarray]):
                     np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 )
                 shape, _fortran, dtype = reader(handle)
+                offset = handle.tell()
         except (ValueError, *MEMBER_READ_ERRORS) as exc:
             raise DataFormatError(f"{self.label}: array {key!r} has a corrupt header ({exc})") from None
-        return tuple(shape), dtype
+        return tuple(shape), dtype, offset
 
     def __contains__(self, key: object) -> bool:
         return key in self._members
