@@ -21,7 +21,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from gader.data.native import read_sequence
@@ -110,6 +109,12 @@ def record_from_arrays(
     if silhouettes.dtype not in (np.uint8, np.bool_):
         raise DataFormatError(f"silhouettes must be uint8 (0/1 or 0..255) or bool, got {silhouettes.dtype}")
     silhouettes = to_uint8_range(silhouettes)
+    brightest = int(silhouettes.max(initial=0))
+    if 1 < brightest < 128:  # 0/1 masks became 0/255 above; this is neither 0/1 nor 0/255
+        raise DataFormatError(
+            f"the masks' brightest value is {brightest}: a mask's foreground is 1 or 255 (a class-index map? set "
+            "the person's pixels to 255)"
+        )
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.shape != (*silhouettes.shape, 3):
@@ -163,7 +168,15 @@ def _read_member(archive: zipfile.ZipFile, name: str, label: str, size: int = -1
 
 
 def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> SequenceRecord:
-    names = sorted(n for n in archive.namelist() if n.lower().endswith(".png") and not n.endswith("/"))
+    names = sorted(
+        n
+        for n in archive.namelist()
+        if n.lower().endswith(".png")
+        and not n.endswith("/")
+        # macOS Finder adds resource forks (__MACOSX/..., ._name.png) to the zips it makes: not frames
+        and not n.startswith("__MACOSX/")
+        and not n.rsplit("/", 1)[-1].startswith("._")
+    )
     if not names:
         raise DataFormatError(f"{label}: the zip holds no .png masks")
     if len(names) > limits.max_frames:
@@ -185,11 +198,42 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
     width, height = sizes[0]
     frames = np.empty((len(names), height, width), np.uint8)  # [T, H, W], filled in place: no second copy
     for index, name in enumerate(names):
-        image = cv2.imdecode(np.frombuffer(_read_member(archive, name, label), np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None or image.shape != (height, width):
+        image = png_mask(_read_member(archive, name, label), f"{label}: {name}")
+        if image.shape != (height, width):
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
         frames[index] = image
     return record_from_arrays(frames, limits=limits, source=label)
+
+
+def png_mask(data: bytes, label: str) -> np.ndarray:
+    """A mask PNG -> uint8 [H, W] by what the PNG holds (its size already checked from its header):
+    - a palette image (VOC-style label masks): every index but 0 is foreground (255); read as grey, a
+      dark-red person would come out at 38 of 255 and match nothing;
+    - 1-bit: 255 where set; grey 8-bit: as it is (0/1 masks are scaled later, as for arrays);
+    - 16-bit grey: as 8-bit values when they stay within 0..255 (0/1 or 0/255 saved wide), else scaled by 255/65535;
+    - with an alpha channel that is not opaque throughout: the alpha is the mask; otherwise the colours as grey."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            mode = image.mode
+            if mode == "P":
+                return np.where(np.asarray(image) != 0, 255, 0).astype(np.uint8)
+            if mode == "1":
+                return np.asarray(image, np.uint8) * np.uint8(255)
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                wide = np.asarray(image).astype(np.int64)
+                if wide.max(initial=0) <= 255:
+                    return wide.astype(np.uint8)
+                return np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8)
+            if mode in ("LA", "RGBA", "PA"):
+                alpha = np.asarray(image.getchannel("A"))
+                if alpha.min(initial=255) < 255:
+                    return alpha.astype(np.uint8, copy=False)
+            return np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataFormatError(f"{label} is not a readable PNG ({exc})") from None
 
 
 def read_sequence_bytes(

@@ -211,3 +211,68 @@ def test_every_array_of_an_npz_is_sized_from_its_header_before_it_is_read():
     with pytest.raises(DataFormatError, match="bytes in all, over the 307,200"):
         read_sequence_bytes(_npz(silhouettes=_full_frames(3), rgb=rgb), "rgb.npz", limits)
     assert read_sequence_bytes(_npz(silhouettes=_full_frames(3)), "masks.npz", limits).frames >= 1
+
+
+def _png(array: np.ndarray, mode: str, palette: list[int] | None = None) -> bytes:
+    from PIL import Image
+
+    image = Image.fromarray(array)  # uint8 [H, W] -> L, [H, W, 4] -> RGBA, uint16 -> I;16
+    assert mode == "P" or image.mode == mode
+    if mode == "P":
+        image = Image.fromarray(array.astype(np.uint8), "L").convert("P")
+        image.putpalette(palette or [0, 0, 0, 128, 0, 0] + [0] * 762)  # index 1: VOC's dark red
+        image.frombytes(array.astype(np.uint8).tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _png_zip_of(pngs: list[bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, data in enumerate(pngs):
+            archive.writestr(f"{index:04d}.png", data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["grey", "palette", "16-bit 0/255", "16-bit 0/1", "16-bit 0/65535", "alpha"])
+def test_mask_pngs_are_read_by_what_they_hold(kind):
+    """A VOC-style palette mask read as grey came out at 38 of 255 (a silent non-match); 16-bit and alpha masks
+    were refused as holding nobody. Each gives the same silhouettes as the plain 0/255 grey PNG."""
+    masks = (_full_frames(6) > 0).astype(np.uint8)  # 0/1 [T, H, W]
+    if kind == "grey":
+        pngs = [_png(m * 255, "L") for m in masks]
+    elif kind == "palette":
+        pngs = [_png(m, "P") for m in masks]
+    elif kind.startswith("16-bit"):
+        scale = {"16-bit 0/255": 255, "16-bit 0/1": 1, "16-bit 0/65535": 65535}[kind]
+        pngs = [_png((m * scale).astype(np.uint16), "I;16") for m in masks]
+    else:
+        rgba = np.zeros((*masks.shape[1:], 4), np.uint8)
+        pngs = []
+        for m in masks:
+            rgba[..., :3], rgba[..., 3] = 200, m * 255  # the colour is flat; the alpha holds the person
+            pngs.append(_png(rgba.copy(), "RGBA"))
+    expected = read_sequence_bytes(_npz(silhouettes=masks * 255), "masks.npz")
+    found = read_sequence_bytes(_png_zip_of(pngs), "masks.zip")
+    assert np.array_equal(found.silhouettes, expected.silhouettes)
+
+
+def test_a_dim_mask_is_refused_by_name():
+    """Values 0/2 (or a class index such as VOC's person, 15) are neither 0/1 nor 0/255: taken as grey, the
+    silhouettes were near-black and matched nothing."""
+    with pytest.raises(DataFormatError, match="brightest value is 15: a mask's foreground is 1 or 255"):
+        read_sequence_bytes(_npz(silhouettes=(_full_frames(6) > 0).astype(np.uint8) * 15), "classes.npz")
+
+
+def test_a_zip_made_by_the_macos_finder_reads_its_frames_only():
+    pngs = [_png(m * 255, "L") for m in (_full_frames(6) > 0).astype(np.uint8)]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, data in enumerate(pngs):
+            archive.writestr(f"walk/{index:04d}.png", data)
+            archive.writestr(f"__MACOSX/walk/._{index:04d}.png", b"\x00\x05\x16\x07 resource fork")
+    assert (
+        read_sequence_bytes(buffer.getvalue(), "walk.zip").frames
+        == read_sequence_bytes(_png_zip_of(pngs), "plain.zip").frames
+    )
