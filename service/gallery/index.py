@@ -240,14 +240,10 @@ class GalleryIndex:
         with self.lock.read():  # a writer may be changing the set
             return sorted(self._templates_by_subject.get(subject_id, ()))
 
-    def vectors(self, template_ids: list[str]) -> np.ndarray:
-        """[n, dim] stored vectors of some templates (exact index only keeps them; IVF reconstructs)."""
-        with self.lock.read():
-            return np.stack([self._index.reconstruct(self._id_of[t]) for t in template_ids])
-
     def present_vectors(self, template_ids: list[str]) -> tuple[list[str], np.ndarray]:
-        """The templates of ``template_ids`` still in the index and their vectors [n, dim], read under one lock:
-        a removal between a request's lookup and its read leaves the others, not a KeyError."""
+        """The templates of ``template_ids`` still in the index and their vectors [n, dim] (the exact index keeps
+        them; IVF reconstructs), read under one lock: a removal between a request's lookup and its read leaves
+        the others, not a KeyError."""
         with self.lock.read():
             present = [t for t in template_ids if t in self._id_of]
             vectors = [self._index.reconstruct(self._id_of[t]) for t in present]
