@@ -41,6 +41,9 @@ class InputLimits:
     # Pixels of all frames of one upload, decoded (one byte each): what a zip of small PNGs or a compressed
     # .npz may unpack to. The same 1 GiB as a video's decoded frames (gader.video.VideoLimits).
     max_total_pixels: int = 1 << 30
+    # Sides of a full-frame mask differ by at most this much (as a video's frames): a band one row high in a
+    # frame a million pixels wide resizes to 66 million columns (8 GB for one frame, a 2 kB upload).
+    max_aspect: float = 8.0
     video_seconds: float = 120.0
     video_fps: float | None = None  # sub-sample videos to this rate (None: every frame)
     segmenter: str = "selfie"
@@ -56,6 +59,13 @@ def _check_total_pixels(total: int, limits: InputLimits, label: str) -> None:
         raise DataFormatError(
             f"{label}: its frames hold {total:,} pixels in all, over the {limits.max_total_pixels:,} one upload may "
             "decode to (send fewer or smaller frames)"
+        )
+
+
+def _check_frame_shape(width: int, height: int, limits: InputLimits, label: str) -> None:
+    if max(width, height) > limits.max_aspect * max(1, min(width, height)):
+        raise DataFormatError(
+            f"{label}: frames of {width}x{height} are not a camera's shape (sides more than {limits.max_aspect:g} to 1)"
         )
 
 
@@ -106,6 +116,7 @@ def record_from_arrays(
         raise DataFormatError(
             f"frames of {silhouettes.shape[2]}x{silhouettes.shape[1]} exceed {limits.max_frame_pixels:,} pixels"
         )
+    _check_frame_shape(silhouettes.shape[2], silhouettes.shape[1], limits, source)
     if silhouettes.dtype not in (np.uint8, np.bool_):
         raise DataFormatError(f"silhouettes must be uint8 (0/1 or 0..255) or bool, got {silhouettes.dtype}")
     silhouettes = to_uint8_range(silhouettes)
@@ -194,6 +205,7 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
         sizes.append(size)
     if len(set(sizes)) > 1:
         raise DataFormatError(f"{label}: the PNG masks differ in size")
+    _check_frame_shape(*sizes[0], limits, label)
     _check_total_pixels(sum(width * height for width, height in sizes), limits, label)
     width, height = sizes[0]
     frames = np.empty((len(names), height, width), np.uint8)  # [T, H, W], filled in place: no second copy
@@ -207,19 +219,20 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
 
 def png_mask(data: bytes, label: str) -> np.ndarray:
     """A mask PNG -> uint8 [H, W] by what the PNG holds (its size already checked from its header):
-    - a palette image (VOC-style label masks): every index but 0 is foreground (255); read as grey, a
-      dark-red person would come out at 38 of 255 and match nothing;
+    - a palette image (VOC-style label masks): every colour but black (or transparent) is the person (255);
+      read as grey, VOC's dark-red person would come out at 38 of 255 and match nothing;
     - 1-bit: 255 where set; grey 8-bit: as it is (0/1 masks are scaled later, as for arrays);
     - 16-bit grey: as 8-bit values when they stay within 0..255 (0/1 or 0/255 saved wide), else scaled by 255/65535;
-    - with an alpha channel that is not opaque throughout: the alpha is the mask; otherwise the colours as grey."""
-    from PIL import Image, UnidentifiedImageError
+    - with an alpha channel that is fully transparent somewhere: the alpha is the mask; otherwise the colours as
+      grey. What Pillow cannot read, OpenCV is asked to (as grey)."""
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             mode = image.mode
             if mode == "P":
-                return np.where(np.asarray(image) != 0, 255, 0).astype(np.uint8)
+                return _palette_mask(image)
             if mode == "1":
                 return np.asarray(image, np.uint8) * np.uint8(255)
             if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -229,11 +242,33 @@ def png_mask(data: bytes, label: str) -> np.ndarray:
                 return np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8)
             if mode in ("LA", "RGBA", "PA"):
                 alpha = np.asarray(image.getchannel("A"))
-                if alpha.min(initial=255) < 255:
+                if alpha.min(initial=255) == 0:  # fully transparent somewhere: the alpha is the mask
                     return alpha.astype(np.uint8, copy=False)
             return np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataFormatError(f"{label} is not a readable PNG ({exc})") from None
+    except Exception as exc:  # Pillow refuses what libpng reads (a bad CRC in an ancillary chunk): try OpenCV
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise DataFormatError(f"{label} is not a readable PNG ({type(exc).__name__})") from None
+        return image
+
+
+def _palette_mask(image) -> np.ndarray:
+    """A palette PNG's mask: background where the palette colour is black or fully transparent, the person
+    everywhere else. By colour, not index: VOC's masks put black at 0, Pillow's two-colour quantisation puts
+    white there."""
+    indices = np.asarray(image)  # [H, W] palette indices
+    colours = np.asarray(image.getpalette() or [], np.int64).reshape(-1, 3)  # [P, 3]
+    background = np.zeros(256, bool)
+    background[: len(colours)] = colours.sum(axis=1) == 0
+    transparency = image.info.get("transparency")
+    if isinstance(transparency, int):
+        background[transparency] = True
+    elif isinstance(transparency, bytes):
+        alphas = np.frombuffer(transparency, np.uint8)[:256]
+        background[: len(alphas)] |= alphas == 0
+    return np.where(background[indices], 0, 255).astype(np.uint8)
 
 
 def read_sequence_bytes(
@@ -339,6 +374,7 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
         if shape[1] * shape[2] > limits.max_frame_pixels:
             raise DataFormatError(f"frames of {shape[2]}x{shape[1]} exceed {limits.max_frame_pixels:,} pixels")
         _check_total_pixels(shape[0] * shape[1] * shape[2], limits, filename)
+        _check_frame_shape(shape[2], shape[1], limits, filename)
         _check_other_arrays(arrays, limits, filename)
         aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
         if "meta" in arrays and aligned and dtype == np.uint8:

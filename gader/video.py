@@ -42,9 +42,11 @@ class VideoLimits:
     target_fps: float | None = None  # None: keep the video's rate; lower rates drop frames evenly
     processing_pixels: int = 640 * 360  # larger frames are scaled down (aspect kept) before segmentation
     max_memory_bytes: int = 1 << 30  # decoded RGB frames held at once, after scaling
-    # Frames decoded at most (kept or dropped): the duration limit alone admits any frame rate (a 15 MB clip of
-    # 16x16 frames at 10,000 fps held 1.2 million, minutes of decoding and segmentation). Two minutes at 60 fps.
-    max_decoded_frames: int = 7200
+    # The duration limit alone admits any frame rate (a 15 MB clip of 16x16 frames at 10,000 fps held 1.2 million
+    # frames: minutes of decoding and segmentation). Frames decoded at most, kept or dropped (two minutes at
+    # 240 fps: slow motion, sub-sampled with target_fps), and frames kept for segmentation (two minutes at 60 fps).
+    max_decoded_frames: int = 28_800
+    max_kept_frames: int = 7_200
     # Frames far from any camera's shape (a reviewer's 36000x6 clip) are refused: MediaPipe's segmenter aborts
     # the whole process on a side of 32,767 pixels or more, which no Python handler can catch.
     max_aspect: float = 8.0
@@ -124,14 +126,25 @@ def decode_video(
         seconds = _duration(container, stream)
         if seconds is not None and seconds > limits.max_seconds:
             raise VideoError(f"{label}: {seconds:.1f} s long; at most {limits.max_seconds:.0f} s are accepted")
-        too_many = f"{label}: more than {limits.max_decoded_frames:,} frames; lower the frame rate or trim the clip"
-        if stream.frames > limits.max_decoded_frames or (seconds or 0) * fps > limits.max_decoded_frames + fps:
-            raise VideoError(too_many)  # from the header, before any decoding
         step = max(1.0, fps / limits.target_fps) if limits.target_fps else 1.0
+        too_many = f"{label}: more than {limits.max_decoded_frames:,} frames; trim the clip"
+        too_many_kept = (
+            f"{label}: more than {limits.max_kept_frames:,} frames to segment; trim the clip or sub-sample it "
+            "(GADER_VIDEO_FPS, gader's --fps)"
+        )
+        announced = max(stream.frames, (seconds or 0) * fps)  # from the header, before any decoding
+        if announced > limits.max_decoded_frames + fps:
+            raise VideoError(too_many)
+        if announced / step > limits.max_kept_frames + fps:
+            raise VideoError(too_many_kept)
         scale = processing_scale(stored_width, stored_height, limits.processing_pixels)
         size = (max(1, round(stored_width * scale)), max(1, round(stored_height * scale)))
-        max_frames = limits.max_frames(stored_width, stored_height)
-        frames, indices, decoded, next_keep, rotation = [], [], 0, 0.0, 0
+        max_frames = min(limits.max_frames(stored_width, stored_height), limits.max_kept_frames)
+        # Frames are written into one array as they are decoded: its pages cost memory only once written, and
+        # a list stacked at the end held every frame twice (small scaled frames also stay out of the heap
+        # fragments that freed full-size ones leave).
+        kept: np.ndarray | None = None  # [max_frames, h, w, 3] once the first frame's shape is known
+        count, indices, decoded, next_keep, rotation = 0, [], 0, 0.0, 0
         try:
             for frame in container.decode(stream):
                 if (frame.width, frame.height) != (stored_width, stored_height):
@@ -141,7 +154,9 @@ def decode_video(
                     )
                 if decoded >= next_keep:
                     next_keep += step
-                    if len(frames) >= max_frames:
+                    if count >= max_frames:
+                        if max_frames == limits.max_kept_frames:
+                            raise VideoError(too_many_kept)
                         raise VideoError(
                             f"{label}: more than {max_frames} frames of {size[0]}x{size[1]} after scaling "
                             f"(the memory budget for one video); trim the clip or lower the frame rate"
@@ -151,8 +166,11 @@ def decode_video(
                         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                     rotation = round((frame.rotation or 0) / 90) % 4  # display matrix, counterclockwise
                     if rotation:
-                        image = np.ascontiguousarray(np.rot90(image, rotation))
-                    frames.append(image)
+                        image = np.rot90(image, rotation)
+                    if kept is None:
+                        kept = np.empty((max_frames, *image.shape), np.uint8)
+                    kept[count] = image
+                    count += 1
                     indices.append(decoded)
                 decoded += 1
                 if decoded / fps > limits.max_seconds + 1:  # a header may under-state the duration
@@ -163,18 +181,13 @@ def decode_video(
             raise VideoError(f"{label}: corrupt or truncated video ({_reason(exc)}) after {decoded} frames") from None
         declared = stream.frames
         codec, container_name = stream.codec_context.name, container.format.name
-    if not frames:
+    if kept is None or count == 0:
         raise VideoError(f"{label}: no frame could be decoded")
     if declared and decoded < 0.9 * declared:  # AVI decodes a cut file silently: compare with its header
         raise VideoError(f"{label}: truncated: the header declares {declared} frames, only {decoded} could be read")
     width, height = (stored_height, stored_width) if rotation % 2 else (stored_width, stored_height)
-    # Moved into one array frame by frame, each list entry dropped as it is copied: np.stack would hold both
-    # whole (twice the memory budget at the peak)
-    stacked = np.empty((len(frames), *frames[0].shape), np.uint8)  # [T, H, W, 3]
-    for index in range(len(frames)):
-        stacked[index], frames[index] = frames[index], None
     return DecodedVideo(
-        frames=stacked,
+        frames=kept[:count],  # [T, H, W, 3]
         frame_index=np.asarray(indices, dtype=np.int64),
         fps=fps,
         width=width,

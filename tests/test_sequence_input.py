@@ -276,3 +276,35 @@ def test_a_zip_made_by_the_macos_finder_reads_its_frames_only():
         read_sequence_bytes(buffer.getvalue(), "walk.zip").frames
         == read_sequence_bytes(_png_zip_of(pngs), "plain.zip").frames
     )
+
+
+def test_a_two_colour_palette_png_with_white_first_is_not_inverted():
+    """Pillow's two-colour quantisation puts white at palette index 0: the person is read by colour (not black),
+    not by index, or the whole frame would be the person."""
+    from PIL import Image
+
+    masks = (_full_frames(6) > 0).astype(np.uint8) * 255
+    pngs = []
+    for m in masks:
+        quantised = Image.fromarray(m, "L").convert("RGB").quantize(2)
+        assert quantised.getpalette()[:3] == [255, 255, 255]  # white first: an index rule would invert it
+        buffer = io.BytesIO()
+        quantised.save(buffer, "PNG")
+        pngs.append(buffer.getvalue())
+    expected = read_sequence_bytes(_npz(silhouettes=masks), "masks.npz")
+    found = read_sequence_bytes(_png_zip_of(pngs), "quantised.zip")
+    assert np.array_equal(found.silhouettes, expected.silhouettes)
+
+
+def test_mask_frames_far_from_a_cameras_shape_are_refused_from_their_headers():
+    """One 1,036,800x2 mask frame (within the pixel limit) with a one-row band resized to 66 million columns
+    (8 GB, from a 2 kB upload); mask uploads now meet the 8-to-1 bound videos meet."""
+    thin = np.zeros((6, 2, 1920), np.uint8)
+    thin[:, 0, 100:1900] = 255
+    with pytest.raises(DataFormatError, match="frames of 1920x2 are not a camera's shape"):
+        read_sequence_bytes(_npz(silhouettes=thin), "thin.npz")
+    tall = np.zeros((6, 400, 40), np.uint8)
+    tall[:, 100:300, 10:30] = 255
+    with pytest.raises(DataFormatError, match="frames of 40x400"):
+        read_sequence_bytes(_png_zip_of([_png(m, "L") for m in tall]), "tall.zip")
+    assert read_sequence_bytes(_npz(silhouettes=tall[:, :320]), "eight-to-one.npz").frames == 6

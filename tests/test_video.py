@@ -128,8 +128,13 @@ def test_frame_rates_beyond_the_frame_budget_are_refused_from_the_header():
     declares the frames is refused before decoding; a stream that holds more than declared, while decoding."""
     clip = encode(walking_box(40), fps=1000)  # 0.04 s at 1,000 fps
     assert len(decode_video(clip, "fast.mp4").frames) == 40  # within the default budget
-    with pytest.raises(VideoError, match="more than 30 frames"):
+    with pytest.raises(VideoError, match="more than 30 frames; trim the clip"):
         decode_video(clip, "fast.mp4", VideoLimits(max_decoded_frames=30))
+    # Frames kept for segmentation have their own cap: slow motion passes once sub-sampled
+    slow = encode(walking_box(40), fps=240)
+    with pytest.raises(VideoError, match="more than 10 frames to segment; trim the clip or sub-sample it"):
+        decode_video(slow, "slow.mp4", VideoLimits(max_kept_frames=10))
+    assert len(decode_video(slow, "slow.mp4", VideoLimits(max_kept_frames=10, target_fps=60)).frames) == 10
 
 
 def test_frames_far_from_a_cameras_shape_are_refused():
