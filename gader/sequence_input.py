@@ -214,6 +214,8 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
         if image.shape != (height, width):
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
         frames[index] = image
+    if frames.max(initial=0) <= 1:  # 0/1 masks scaled here, in place: to_uint8_range would copy them twice
+        np.multiply(frames, np.uint8(255), out=frames)
     return record_from_arrays(frames, limits=limits, source=label)
 
 

@@ -308,3 +308,19 @@ def test_mask_frames_far_from_a_cameras_shape_are_refused_from_their_headers():
     with pytest.raises(DataFormatError, match="frames of 40x400"):
         read_sequence_bytes(_png_zip_of([_png(m, "L") for m in tall]), "tall.zip")
     assert read_sequence_bytes(_npz(silhouettes=tall[:, :320]), "eight-to-one.npz").frames == 6
+
+
+def test_a_zip_of_0_1_masks_is_scaled_in_place():
+    """0/1 PNG masks decode into one array; scaling them there keeps the upload's peak near one copy of its
+    frames (to_uint8_range would make two more)."""
+    import tracemalloc
+
+    masks = np.zeros((40, 480, 640), np.uint8)
+    masks[:, 100:400, 300:360] = 1
+    data = _png_zip_of([_png(m, "L") for m in masks])
+    tracemalloc.start()
+    record = read_sequence_bytes(data, "zeros-and-ones.zip")
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert record.frames == 40 and record.silhouettes.max() == 255
+    assert peak < 1.5 * masks.nbytes, f"{peak / masks.nbytes:.1f} copies of the frames"  # measured 1.1 (2.1 before)
