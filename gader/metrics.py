@@ -159,22 +159,14 @@ def tar_at_far(curve: RocCurve, far_targets: tuple[float, ...] = DEFAULT_FARS) -
     return result
 
 
-def threshold_at_far(curve: RocCurve, far_target: float) -> float:
-    """The lowest threshold on the curve whose FAR does not exceed the target. On the calibration scores that is
-    often a genuine score just above the (k+1)-th highest impostor (k = target x impostors), whose false match
-    rate on new impostors is about (k+1) / n: up to twice the target where k is small. Operating points are set
-    with ``impostor_threshold_at_far`` instead."""
-    admissible = np.flatnonzero(curve.far <= far_target + 1e-15)
-    return float(curve.thresholds[admissible[-1]])
-
-
 def impostor_threshold_at_far(impostor: np.ndarray, far_target: float) -> float:
     """The lowest impostor score whose FAR (share of impostor scores at or above it) does not exceed the target:
     the k-th highest impostor score, k = target x impostors; +inf when even the highest score's tie accepts too
     many. The threshold of every calibrated operating point (the service's ``gader calibrate`` and the fused
     score's): it depends on the impostors alone, and a new impostor passes it with probability about
-    k / (n + 1), within the target. ``threshold_at_far`` can return a genuine score between this one and the
-    next lower impostor instead: the same FAR on the calibration scores, but about (k+1) / n on new ones."""
+    k / (n + 1), within the target. The lowest score of any kind with the same FAR on the calibration scores
+    (the rule until 2026-11-27) is often a genuine score just above the next lower impostor, which new impostors
+    pass at about (k+1) / n: up to twice the target for small k."""
     scores = np.sort(np.asarray(impostor, dtype=np.float64).ravel())[::-1]  # [n], highest first
     if scores.size == 0 or not np.all(np.isfinite(scores)):
         raise GaderError("a threshold needs finite impostor scores")
