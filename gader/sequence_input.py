@@ -69,15 +69,13 @@ def _check_frame_shape(width: int, height: int, limits: InputLimits, label: str)
         )
 
 
-def _check_other_arrays(arrays: NpzArchive, limits: InputLimits, label: str) -> None:
-    """Every array of an upload, from its header alone: no Python objects, and all of them together within the
-    bytes one upload may decode to (``max_total_pixels``, one byte a mask pixel). Read first, a 558-byte file
+def _check_arrays(arrays: NpzArchive, limits: InputLimits, label: str) -> None:
+    """Every array of an upload, from its header alone: all of them together within the bytes one upload may
+    decode to (``max_total_pixels``, one byte a mask pixel). Read first, a 558-byte file
     declaring an RGB array of terabytes made numpy try to allocate them."""
     total = 0
     for name in arrays:
-        shape, dtype = arrays.header(name)
-        if dtype.hasobject:
-            raise DataFormatError(f"{label}: array {name!r} holds Python objects (pickle); refused")
+        shape, dtype = arrays.header(name)  # an object array is refused when read (NpzArchive: no pickle)
         total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if total > limits.max_total_pixels:
         raise DataFormatError(
@@ -214,8 +212,7 @@ def _from_png_zip(archive: zipfile.ZipFile, limits: InputLimits, label: str) -> 
         if image.shape != (height, width):
             raise DataFormatError(f"{label}: {name} is not a readable PNG")
         frames[index] = image
-    if frames.max(initial=0) <= 1:  # 0/1 masks scaled here, in place: to_uint8_range would copy them twice
-        np.multiply(frames, np.uint8(255), out=frames)
+    frames = to_uint8_range(frames, in_place=True)  # our own array: 0/1 masks scaled without a copy
     return record_from_arrays(frames, limits=limits, source=label)
 
 
@@ -247,7 +244,8 @@ def png_mask(data: bytes, label: str) -> np.ndarray:
                 if alpha.min(initial=255) == 0:  # fully transparent somewhere: the alpha is the mask
                     return alpha.astype(np.uint8, copy=False)
             return np.asarray(image.convert("L"))
-    except Exception as exc:  # Pillow refuses what libpng reads (a bad CRC in an ancillary chunk): try OpenCV
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow refuses what libpng reads (a bad
+        # CRC in an ancillary chunk: "cannot identify image file"): try OpenCV
         import cv2
 
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -377,7 +375,7 @@ def _from_npz(data: bytes, filename: str, limits: InputLimits) -> SequenceRecord
             raise DataFormatError(f"frames of {shape[2]}x{shape[1]} exceed {limits.max_frame_pixels:,} pixels")
         _check_total_pixels(shape[0] * shape[1] * shape[2], limits, filename)
         _check_frame_shape(shape[2], shape[1], limits, filename)
-        _check_other_arrays(arrays, limits, filename)
+        _check_arrays(arrays, limits, filename)
         aligned = shape[1] == ALIGNED_HEIGHT and shape[2] in ALIGNED_WIDTHS
         if "meta" in arrays and aligned and dtype == np.uint8:
             record = read_sequence(data, label=filename)  # a gader file: keeps labels and metadata

@@ -324,3 +324,23 @@ def test_a_zip_of_0_1_masks_is_scaled_in_place():
     tracemalloc.stop()
     assert record.frames == 40 and record.silhouettes.max() == 255
     assert peak < 1.5 * masks.nbytes, f"{peak / masks.nbytes:.1f} copies of the frames"  # measured 1.1 (2.1 before)
+
+
+def test_a_png_pillow_refuses_but_libpng_reads_is_read_as_grey():
+    """A bad CRC in an ancillary chunk (here a tEXt chunk) makes Pillow refuse the file; libpng, through OpenCV,
+    skips the chunk, as the service read such masks before it decoded with Pillow."""
+    import struct
+
+    masks = (_full_frames(6) > 0).astype(np.uint8) * 255
+    broken = []
+    for m in masks:
+        png = cv2.imencode(".png", m)[1].tobytes()
+        text = b"Comment\x00made by a scanner"
+        chunk = struct.pack(">I", len(text)) + b"tEXt" + text + b"\x00\x00\x00\x00"  # CRC left wrong
+        broken.append(png[:33] + chunk + png[33:])  # after the signature and IHDR
+    from PIL import Image
+
+    with pytest.raises(OSError, match="cannot identify image file"):
+        Image.open(io.BytesIO(broken[0])).load()
+    expected = read_sequence_bytes(_npz(silhouettes=masks), "masks.npz")
+    assert np.array_equal(read_sequence_bytes(_png_zip_of(broken), "broken.zip").silhouettes, expected.silhouettes)

@@ -169,11 +169,17 @@ def cut_sides(silhouettes: np.ndarray) -> np.ndarray:
     return silhouettes[..., cut:-cut]
 
 
-def to_uint8_range(frames: np.ndarray) -> np.ndarray:
-    """Binary or grey masks to uint8 0..255: bool and 0/1 sources are scaled by 255."""
+def to_uint8_range(frames: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Binary or grey masks to uint8 0..255: bool and 0/1 sources are scaled by 255 (one new array; with
+    ``in_place``, a uint8 source the caller owns is scaled where it lies)."""
     frames = np.asarray(frames)
+
+    def scaled(integers: np.ndarray) -> np.ndarray:
+        out = integers.astype(np.uint8, copy=not in_place)  # [..] 0/1, a fresh array unless in place
+        return np.multiply(out, np.uint8(255), out=out)
+
     if frames.dtype == bool:
-        return frames.astype(np.uint8) * np.uint8(255)
+        return scaled(frames)
     if not (np.issubdtype(frames.dtype, np.integer) or np.issubdtype(frames.dtype, np.floating)):
         raise DataFormatError(f"masks must be numeric or bool, got {frames.dtype}")
     if np.issubdtype(frames.dtype, np.floating) and not np.all(np.isfinite(frames)):
@@ -185,6 +191,6 @@ def to_uint8_range(frames: np.ndarray) -> np.ndarray:
         raise DataFormatError(f"mask values must lie in 0..255, got {low}..{high}")
     if high <= 1:  # 0/1 masks (or soft masks in [0, 1])
         if np.issubdtype(frames.dtype, np.integer):  # scaled in uint8: a float copy would take 8x the memory
-            return frames.astype(np.uint8) * np.uint8(255)
+            return scaled(frames)
         return np.round(frames * 255.0).astype(np.uint8)
     return frames.astype(np.uint8, copy=False)
