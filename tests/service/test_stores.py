@@ -406,7 +406,7 @@ def test_a_gallery_is_deleted_whole_in_one_step_and_its_change_names_its_templat
     assert not [k for k in store.client.keys("gader:*") if k.decode().split(":")[2:3] == ["g"]]
     assert store.get_gallery("g") is None and store.get_subject("g2", "alice") is not None
     change = store.client.xrange("gader:changes")[-1][1]
-    assert change[b"op"] == b"remove_gallery" and json.loads(change[b"removed"]) == ["t1", "t2", "t3"]
+    assert change[b"op"] == b"remove_gallery" and sorted(json.loads(change[b"removed"])) == ["t1", "t2", "t3"]
     store.delete_gallery("empty")
     assert json.loads(store.client.xrange("gader:changes")[-1][1][b"removed"]) == []
     with pytest.raises(NotFound, match="no gallery 'g'"):
