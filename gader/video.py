@@ -143,7 +143,7 @@ def decode_video(
         max_frames = min(budget, limits.max_kept_frames)
         # Frames are written into one array as they are decoded (its pages cost memory only once written): a
         # list stacked at the end peaked at 988 MiB for 396 MiB of frames (600 of 1280x720 scaled to 640x360),
-        # this at 590 (/tmp/decpeak.py in the issue note of 2026-11-27).
+        # this at 590 (`python -m bench.bench_limits`).
         kept: np.ndarray | None = None  # [max_frames, h, w, 3] once the first frame's shape is known
         count, indices, decoded, next_keep, rotation = 0, [], 0, 0.0, 0
         try:

@@ -40,8 +40,8 @@ AUDIT_MAXLEN = 1_000_000
 # Removes the gallery, its subjects, their template sets, its templates and vectors (UNLINK: freed in the
 # background), and appends the remove_gallery change naming every template removed, all at once; false when
 # there is no such gallery. It reads the gallery's keys by name, as every command here does: one Redis server,
-# not a cluster. Cost: Redis serves nothing else meanwhile, 0.10 s for 100,000 templates and 2.0 s for a million
-# (`python /tmp/luadel.py`, in the issue note of 2026-11-27; unsorted: sorting the ids took another 0.9 s).
+# not a cluster. Cost: Redis serves nothing else meanwhile, 0.11 s for 100,000 templates and 1.8 s for a million
+# (`python -m bench.bench_limits`; the ids are left unsorted: sorting them took another 0.9 s at a million).
 DELETE_GALLERY_LUA = """
 local name, prefix = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', KEYS[1], name) == 0 then return false end
